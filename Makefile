@@ -1,0 +1,49 @@
+# gsa-exp: every target sets itself up (make install runs first where needed).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SWEEP ?=
+
+export GSA_EXP_ROOT := $(CURDIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all sweep tensorboard clean clean-outputs clean-all
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv/ and install gsa-exp with its dev extra (quick when done)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: install ## Train the default experiment (ResNet-18 + global attention, embedded data)
+	$(BIN)/python train.py
+
+test: install ## Run the fast test suite
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: install ## Run every test, the slow ones too
+	$(BIN)/python -m pytest
+
+sweep: install ## A small demo multirun: two backbones x attention off/on, two epochs
+	$(BIN)/python train.py -m backbone=resnet,vgg attention=none,global trainer.max_epochs=2 dataset.source.num_train=256
+
+tensorboard: install ## Compare every run under outputs/ in TensorBoard
+	$(BIN)/tensorboard --logdir outputs
+
+clean: ## Remove caches and build files (keeps runs and .venv)
+	rm -rf .pytest_cache build dist src/*.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+clean-outputs: ## Delete every run under outputs/ (asks first)
+	@read -p "Delete everything under outputs/? [y/N] " answer && [ "$$answer" = y ]
+	find outputs -mindepth 1 ! -name .gitignore -exec rm -rf {} +
+
+clean-all: clean ## Also remove .venv/
+	rm -rf $(VENV)

@@ -1,0 +1,186 @@
+"""The pixel-feature bank of global spatial attention.
+
+A pixel is described by its intensities across the training images: with images
+x_1..x_n (C channels each), pixel p has the feature vector (x_1[:, p], ..., x_n[:, p]).
+Stored as one K x H x W tensor (K = n * C), the bank is a K-channel "image" over which
+the pixel classifier runs as 1x1 convolutions.
+
+Everything here works in chunks of images so that building the bank never needs more
+temporary memory than the bank itself plus one chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class BankOptions:
+    """How the bank is built (``attention.bank`` in the config)."""
+
+    source: str  # "train": a fixed bank from the training split
+    num_images: int | None  # class-stratified subset size; None = every training image
+    components: int | None  # PCA compression to this many components; None = raw intensities
+    standardize: bool  # centre and scale every feature (bank row) over the pixels
+    chunk_size: int  # images converted at a time while building
+    seed: int  # seeds the stratified subset
+
+    def __post_init__(self) -> None:
+        if self.source != "train":
+            raise ValueError(f"attention.bank.source={self.source!r} is not supported; allowed: 'train'")
+        if self.num_images is not None and self.num_images < 1:
+            raise ValueError(f"attention.bank.num_images={self.num_images} must be a positive integer or null (all)")
+        if self.components is not None and self.components < 1:
+            raise ValueError(f"attention.bank.components={self.components} must be a positive integer or null (raw bank)")
+        if self.chunk_size < 1:
+            raise ValueError(f"attention.bank.chunk_size={self.chunk_size} must be a positive integer")
+
+
+def selected_image_count(num_train: int, num_images: int | None) -> int:
+    return num_train if num_images is None else min(num_images, num_train)
+
+
+def bank_depth(num_train: int, channels: int, options: BankOptions) -> int:
+    """Number of bank rows K, known before any image is read (it sizes the classifier)."""
+    if options.components is not None:
+        return options.components + 1  # the mean image plus the principal components
+    return selected_image_count(num_train, options.num_images) * channels
+
+
+def stratified_subset(labels: Tensor, count: int, seed: int) -> Tensor:
+    """Indices of ``count`` images drawn so that every label (or label set) keeps its share.
+
+    Shares are rounded by largest remainder; the result is sorted so the bank order is stable.
+    """
+    total = labels.shape[0]
+    if count >= total:
+        return torch.arange(total)
+    keys = labels.reshape(total, -1)
+    _, strata = torch.unique(keys, dim=0, return_inverse=True)
+    generator = torch.Generator().manual_seed(seed)
+    sizes = torch.bincount(strata)
+    exact = sizes.double() * count / total
+    quota = exact.floor().long()
+    shortfall = count - int(quota.sum())
+    if shortfall > 0:
+        order = torch.argsort(exact - quota.double(), descending=True, stable=True)
+        quota[order[:shortfall]] += 1
+    chosen = []
+    for stratum, take in enumerate(quota.tolist()):
+        members = torch.nonzero(strata == stratum).flatten()
+        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:take]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def _rows(images: Tensor, indices: Tensor, standardize: bool) -> Tensor:
+    """Bank rows (one per image channel) for some images, as float32 in [0, 1], optionally standardised."""
+    chunk = images[indices].to(torch.float32).div_(255.0)
+    rows = chunk.reshape(chunk.shape[0] * chunk.shape[1], -1)
+    if standardize:
+        _standardize_rows_(rows)
+    return rows
+
+
+def _standardize_rows_(rows: Tensor) -> None:
+    rows -= rows.mean(dim=1, keepdim=True)
+    rows /= rows.std(dim=1, keepdim=True).clamp_min(_EPS)
+
+
+def _chunks(indices: Tensor, chunk_size: int) -> list[Tensor]:
+    return list(torch.split(indices, chunk_size))
+
+
+def build_bank(images: Tensor, labels: Tensor, options: BankOptions) -> Tensor:
+    """The K x H x W bank from uint8 training images (N x C x H x W) and their labels."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"bank images must be a uint8 N x C x H x W tensor, got {images.dtype} {tuple(images.shape)}")
+    count = selected_image_count(images.shape[0], options.num_images)
+    indices = stratified_subset(labels, count, options.seed)
+    height, width = images.shape[-2:]
+    if options.components is None:
+        bank = _raw_bank(images, indices, options)
+    else:
+        bank = _compressed_bank(images, indices, options)
+    return bank.reshape(-1, height, width)
+
+
+def _raw_bank(images: Tensor, indices: Tensor, options: BankOptions) -> Tensor:
+    channels, pixels = images.shape[1], images.shape[2] * images.shape[3]
+    bank = torch.empty(indices.numel() * channels, pixels, dtype=torch.float32)
+    row = 0
+    for chunk in _chunks(indices, options.chunk_size):
+        rows = _rows(images, chunk, options.standardize)
+        bank[row : row + rows.shape[0]] = rows
+        row += rows.shape[0]
+    return bank
+
+
+def _compressed_bank(images: Tensor, indices: Tensor, options: BankOptions) -> Tensor:
+    """Mean image plus the top principal components of the bank rows (PCA across images).
+
+    A linear classifier on these rows equals a linear classifier on the raw rows whose
+    weight vector lies in the span of the kept principal directions (and the all-ones
+    direction); with every component kept, the two are the same family of maps.
+    The decomposition uses the Gram matrix of the smaller side (pixels x pixels or
+    rows x rows), accumulated chunk by chunk in float64.
+    """
+    rows_total = indices.numel() * images.shape[1]
+    pixels = images.shape[2] * images.shape[3]
+    limit = min(rows_total, pixels)
+    if options.components > limit:
+        raise ValueError(
+            f"attention.bank.components={options.components} exceeds min(images x channels, H x W) = {limit}; "
+            f"use at most {limit}"
+        )
+    mean = torch.zeros(pixels, dtype=torch.float64)
+    for chunk in _chunks(indices, options.chunk_size):
+        mean += _rows(images, chunk, options.standardize).sum(dim=0, dtype=torch.float64)
+    mean /= rows_total
+    if pixels <= rows_total:
+        components = _components_from_pixel_gram(images, indices, options, mean)
+    else:
+        components = _components_from_row_gram(images, indices, options, mean)
+    bank = torch.cat([mean.to(torch.float32).unsqueeze(0), components])
+    if options.standardize:
+        _standardize_rows_(bank)
+    return bank
+
+
+def _components_from_pixel_gram(images: Tensor, indices: Tensor, options: BankOptions, mean: Tensor) -> Tensor:
+    pixels = mean.numel()
+    gram = torch.zeros(pixels, pixels, dtype=torch.float64)
+    for chunk in _chunks(indices, options.chunk_size):
+        centred = _rows(images, chunk, options.standardize).double() - mean
+        gram.addmm_(centred.T, centred)
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    top = torch.argsort(eigenvalues, descending=True)[: options.components]
+    scale = eigenvalues[top].clamp_min(0).sqrt()
+    return (eigenvectors[:, top] * scale).T.to(torch.float32)
+
+
+def _components_from_row_gram(images: Tensor, indices: Tensor, options: BankOptions, mean: Tensor) -> Tensor:
+    chunks = _chunks(indices, options.chunk_size)
+    sizes = [chunk.numel() * images.shape[1] for chunk in chunks]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    total = sum(sizes)
+    gram = torch.zeros(total, total, dtype=torch.float64)
+    for i, chunk_i in enumerate(chunks):
+        rows_i = _rows(images, chunk_i, options.standardize).double() - mean
+        for j in range(i, len(chunks)):
+            rows_j = rows_i if j == i else _rows(images, chunks[j], options.standardize).double() - mean
+            block = rows_i @ rows_j.T
+            gram[offsets[i] : offsets[i] + sizes[i], offsets[j] : offsets[j] + sizes[j]] = block
+            gram[offsets[j] : offsets[j] + sizes[j], offsets[i] : offsets[i] + sizes[i]] = block.T
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    top = torch.argsort(eigenvalues, descending=True)[: options.components]
+    directions = eigenvectors[:, top]  # rows_total x k, orthonormal
+    components = torch.zeros(options.components, mean.numel(), dtype=torch.float64)
+    for i, chunk in enumerate(chunks):
+        centred = _rows(images, chunk, options.standardize).double() - mean
+        components.addmm_(directions[offsets[i] : offsets[i] + sizes[i]].T, centred)
+    return components.to(torch.float32)

@@ -1,0 +1,38 @@
+"""The contract every attention variant fulfils, so the model and callbacks treat them alike."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class SpatialAttention(nn.Module):
+    """Re-weights the pixels of an image batch before the backbone sees it."""
+
+    #: True when the module must see the training split (``prepare``) before it can run.
+    needs_training_data: bool = False
+
+    def prepare(self, images: Tensor, labels: Tensor) -> None:
+        """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""
+
+    def shared_map(self) -> Tensor | None:
+        """The one H x W map applied to every image, or None when maps are image-specific."""
+        return None
+
+    def regularization_loss(self) -> Tensor | None:
+        """Extra loss term the variant wants added to the classification loss."""
+        return None
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Hook for schedules such as freezing parts of the module after some epochs."""
+
+
+class NoAttention(SpatialAttention):
+    """The paper's baseline: the backbone sees the image unchanged."""
+
+    def __init__(self, *, in_channels: int, image_size: int, num_train: int) -> None:
+        # Same construction arguments as every variant, so the model builds them alike.
+        super().__init__()
+
+    def forward(self, images: Tensor) -> Tensor:
+        return images
+

@@ -1,0 +1,1 @@
+"""Config helpers: instantiation and the resolvers the YAML files use."""

@@ -1,0 +1,171 @@
+"""One LightningDataModule for every data source that yields in-memory uint8 arrays."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
+from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
+
+
+class DataSource(Protocol):
+    """Anything that can load the three splits (a file format, a generator...)."""
+
+    def load(self) -> LoadedData: ...
+
+
+class UInt8ImageDataset(Dataset):
+    """Index into uint8 tensors; ``__getitems__`` hands the loader a whole batch at once."""
+
+    def __init__(self, split: Split) -> None:
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def collate_batch(batch: Any) -> Any:
+    """Batches from ``__getitems__`` are already stacked; anything else is collated as usual."""
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
+        return batch
+    return default_collate(batch)
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """Deterministic preprocessing once at set-up (resize, channels), batched transforms per step.
+
+    The training split is also the source of the GSA pixel-feature bank (``bank_images``):
+    deterministic images, never augmented, never validation or test data.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: DataSource,
+        image_size: int,
+        channels: int | None,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        normalize: dict[str, list[float]],
+        augment: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"dataset.batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
+        if image_size < 1:
+            raise ValueError(f"dataset.image_size={image_size} must be a positive integer")
+        self.source = source
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.normalization = Normalization(**normalize)
+        self.augmentation = Augmentation(**augment)
+        self.data: LoadedData | None = None
+        self._info: DataInfo | None = None
+        self._normalization_tensors: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    # -- set-up -----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        loaded = self.source.load()
+        channels = self.channels or loaded.train.images.shape[1]
+        for name in SPLITS:
+            split = loaded.split(name)
+            images = resize_uint8(match_channels(split.images, channels), self.image_size)
+            setattr(loaded, name, Split(images=images, labels=split.labels))
+        if loaded.region_mask is not None and tuple(loaded.region_mask.shape) != (self.image_size,) * 2:
+            mask = resize_uint8(loaded.region_mask.to(torch.uint8).mul(255)[None, None], self.image_size)
+            loaded.region_mask = mask[0, 0] >= 128
+        if len(loaded.train) < self.batch_size:
+            raise ValueError(
+                f"dataset.batch_size={self.batch_size} exceeds the {len(loaded.train)} training images; "
+                "training drops incomplete batches, so no step would run"
+            )
+        self.data = loaded
+        num_classes = loaded.train.labels.shape[1] if loaded.task == MULTILABEL else len(loaded.label_names)
+        self._info = DataInfo(
+            task=loaded.task,
+            num_classes=num_classes,
+            channels=channels,
+            image_size=self.image_size,
+            num_train=len(loaded.train),
+            label_names=list(loaded.label_names),
+        )
+
+    @property
+    def info(self) -> DataInfo:
+        if self._info is None:
+            raise RuntimeError("call setup() before asking for the data set's info")
+        return self._info
+
+    @property
+    def region_mask(self) -> Tensor | None:
+        return None if self.data is None else self.data.region_mask
+
+    def bank_images(self) -> tuple[Tensor, Tensor]:
+        """Deterministic uint8 training images and labels for the GSA bank."""
+        self.setup("fit")
+        assert self.data is not None
+        return self.data.train.images, self.data.train.labels
+
+    def split(self, name: str) -> Split:
+        self.setup()
+        assert self.data is not None
+        return self.data.split(name)
+
+    # -- loaders ----------------------------------------------------------------------
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        return DataLoader(
+            UInt8ImageDataset(self.split(name)),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train,  # BatchNorm cannot train on a batch of one
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # -- per-batch transforms -----------------------------------------------------------
+    def to_model_input(self, images: Tensor, train: bool) -> Tensor:
+        """uint8 batch -> normalised float batch (augmented when ``train``), on the batch's device."""
+        key = (images.shape[1], images.device)
+        if key not in self._normalization_tensors:  # built once per device, not copied every step
+            self._normalization_tensors[key] = self.normalization.tensors(*key)
+        mean, std = self._normalization_tensors[key]
+        batch = images.to(torch.float32).div_(255.0)
+        if train and self.augmentation.active:
+            batch = self.augmentation(batch)
+        return batch.sub_(mean).div_(std)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.to_model_input(images, train=training), labels

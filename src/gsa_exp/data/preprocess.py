@@ -1,0 +1,94 @@
+"""Deterministic preprocessing (once, on uint8 arrays) and batched per-step transforms.
+
+Images stay uint8 in memory; conversion to float, normalisation and augmentation run on
+whole batches (on the training device), never per sample through PIL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def resize_uint8(images: Tensor, size: int, chunk_size: int = 1024) -> Tensor:
+    """Square-resize uint8 N x C x H x W images (antialiased bilinear), in chunks."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    resized = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk_size):
+        chunk = images[start : start + chunk_size].to(torch.float32)
+        out = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        resized[start : start + chunk_size] = out.round_().clamp_(0, 255).to(torch.uint8)
+    return resized
+
+
+def match_channels(images: Tensor, channels: int) -> Tensor:
+    """Grey to RGB by repetition, or RGB to grey by luminance, so every split has ``channels``."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1:
+        return images.expand(-1, channels, -1, -1).contiguous()
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (images.float() * weights).sum(dim=1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x -> (x / 255 - mean) / std, per channel (one value means every channel)."""
+
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def __post_init__(self) -> None:
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"dataset.normalize.std={list(self.std)} must be positive")
+
+    def tensors(self, channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        def expand(values: Sequence[float], key: str) -> Tensor:
+            if len(values) not in (1, channels):
+                raise ValueError(f"dataset.normalize.{key} has {len(values)} values; give 1 or {channels}")
+            return torch.tensor(list(values), dtype=torch.float32, device=device).expand(channels).view(1, -1, 1, 1)
+
+        return expand(self.mean, "mean"), expand(self.std, "std")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation, applied per batch. Off by default: aligned anatomy is the premise."""
+
+    hflip: bool  # random horizontal flip with probability 0.5
+    max_shift: int  # random translation of up to this many pixels (edges replicated)
+
+    def __post_init__(self) -> None:
+        if self.max_shift < 0:
+            raise ValueError(f"dataset.augment.max_shift={self.max_shift} must be >= 0")
+
+    @property
+    def active(self) -> bool:
+        return self.hflip or self.max_shift > 0
+
+    def __call__(self, images: Tensor) -> Tensor:
+        if self.hflip:
+            flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
+            images = torch.where(flip, images.flip(-1), images)
+        if self.max_shift > 0:
+            images = _random_shift(images, self.max_shift)
+        return images
+
+
+def _random_shift(images: Tensor, max_shift: int) -> Tensor:
+    batch, _, height, width = images.shape
+    device = images.device
+    padded = F.pad(images, (max_shift,) * 4, mode="replicate").permute(0, 2, 3, 1)  # B x H' x W' x C
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, batch, 1, 1), device=device)
+    rows = torch.arange(height, device=device).view(1, height, 1) + offsets[0]
+    cols = torch.arange(width, device=device).view(1, 1, width) + offsets[1]
+    samples = torch.arange(batch, device=device).view(batch, 1, 1)
+    return padded[samples, rows, cols].permute(0, 3, 1, 2).contiguous()

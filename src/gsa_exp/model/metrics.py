@@ -1,0 +1,39 @@
+"""Classification metrics from torchmetrics, defined the way MedMNIST's evaluator defines them."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+from torchmetrics.functional.classification import binary_auroc
+
+from gsa_exp.data.splits import MULTICLASS
+
+METRIC_NAMES = ("acc", "bal_acc", "auroc", "f1")
+
+
+def classification_metrics(task: str, num_classes: int, prefix: str) -> MetricCollection:
+    """acc (plain accuracy), bal_acc (macro recall), auroc (macro one-vs-rest), f1 (macro)."""
+    if task != MULTICLASS:
+        raise ValueError(f"no metric definition for task {task!r}")
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "bal_acc": MulticlassRecall(num_classes=num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes=num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+def map_auroc(attention_map: Tensor, region_mask: Tensor) -> Tensor:
+    """How well a map ranks the ground-truth region's pixels above the rest (0.5 = chance, 1 = perfect)."""
+    if attention_map.shape != region_mask.shape:
+        raise ValueError(f"map {tuple(attention_map.shape)} and mask {tuple(region_mask.shape)} differ in shape")
+    return binary_auroc(attention_map.flatten().float(), region_mask.flatten().long().to(attention_map.device))

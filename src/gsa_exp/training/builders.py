@@ -1,0 +1,50 @@
+"""Objects a run is made of, each built from its config group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import Logger
+
+from gsa_exp.config.instantiate import as_container, instantiate_component
+from gsa_exp.data.datamodule import ArrayDataModule
+from gsa_exp.data.splits import DataInfo
+from gsa_exp.model.classifier import ImageClassifier
+
+
+def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
+    return instantiate_component(dataset)
+
+
+def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
+    return ImageClassifier(
+        attention=as_container(cfg.attention),
+        backbone=as_container(cfg.backbone),
+        optimizer=as_container(cfg.optimizer),
+        scheduler=as_container(cfg.get("scheduler")),
+        loss=as_container(cfg.loss),
+        monitor=as_container(cfg.monitor),
+        data_info=info.to_dict(),
+    )
+
+
+def _named_nodes(group: DictConfig | None) -> list[Any]:
+    """Instantiate every non-null entry of a dict of named components (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(node, _convert_="all") for node in group.values() if node is not None]
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    return _named_nodes(cfg.get("callbacks"))
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    return _named_nodes(cfg.get("logger"))
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list[Logger] | bool) -> pl.Trainer:
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, _convert_="all")

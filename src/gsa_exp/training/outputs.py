@@ -1,0 +1,93 @@
+"""Files a run leaves behind: metrics.json, the attention map as .npy and .png, TensorBoard hparams."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor
+from torch.utils.tensorboard.summary import hparams
+
+METRICS_FILE = "metrics.json"
+MAP_NPY = "attention_map.npy"
+MAP_PNG = "attention_map.png"
+HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
+HPARAM_KEYS = ("seed", "trainer.max_epochs", "trainer.precision")
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    """Write atomically, so a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
+    partial.replace(path)
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Plain floats from Lightning's logged metrics (tensors), sorted by name."""
+    values = {}
+    for key, value in metrics.items():
+        number = float(value.item() if isinstance(value, Tensor) else value)
+        values[key] = number if math.isfinite(number) else float("nan")
+    return dict(sorted(values.items()))
+
+
+def save_attention_map(attention_map: Tensor, directory: Path, title: str) -> list[Path]:
+    """The map as raw values (.npy, float32) and as a colour figure (.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = attention_map.detach().float().cpu().numpy().astype(np.float32)
+    directory.mkdir(parents=True, exist_ok=True)
+    npy, png = directory / MAP_NPY, directory / MAP_PNG
+    np.save(npy, values)
+    figure, axis = plt.subplots(figsize=(4.2, 3.6), dpi=100)
+    shown = axis.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.set_title(title, fontsize=9)
+    axis.set_axis_off()
+    figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(png)
+    plt.close(figure)
+    return [npy, png]
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The hyper-parameters worth comparing across runs, flattened to TensorBoard-friendly scalars."""
+    flat: dict[str, Any] = {}
+
+    def visit(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "_target_":
+                    visit(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, (bool, int, float, str)):
+            flat[prefix] = node
+        else:
+            flat[prefix] = str(node)
+
+    for group in HPARAM_GROUPS:
+        visit(group, OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) is not None else "none")
+    for key in HPARAM_KEYS:
+        visit(key, OmegaConf.select(cfg, key))
+    return flat
+
+
+def log_hparams_with_metrics(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Write TensorBoard's HPARAMS session for this run, listing the final metrics by their logged tags.
+
+    The metric values are the scalars already logged under those tags, so nothing is
+    logged twice and no placeholder metric appears.
+    """
+    experiment, session_start, session_end = hparams(params, metrics)
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, session_start, session_end):
+        writer.add_summary(summary)
+    writer.flush()

@@ -1,0 +1,59 @@
+"""Fit, then validate and test the best checkpoint, and write the run's outputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
+from gsa_exp.training.callbacks import RunConfigInCheckpoint
+from gsa_exp.training.outputs import METRICS_FILE, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
+
+log = logging.getLogger(__name__)
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """The best checkpoint's path, or None when none was written (fast_dev_run, no checkpoint callback)."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    return path or None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one configuration; returns the final validation and test metrics of the best model."""
+    output_dir = Path(cfg.paths.output_dir)
+    log.info("Run directory: %s", output_dir)
+    if cfg.seed is not None:  # seed=0 is a seed too
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    model = build_model(cfg, datamodule.info)
+    if model.attention.needs_training_data:
+        model.attention.prepare(*datamodule.bank_images())
+
+    callbacks = [*build_callbacks(cfg), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
+    loggers = build_loggers(cfg)
+    trainer = build_trainer(cfg, callbacks, loggers)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    best = best_checkpoint(trainer)
+    if best is None:
+        log.warning("No checkpoint was written; evaluating the weights at the end of training")
+    validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path=best)
+    metrics = scalar_metrics({**validated[0], **tested[0]})
+
+    if trainer.is_global_zero:
+        write_json(output_dir / METRICS_FILE, metrics)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                log_hparams_with_metrics(logger, flat_hparams(cfg), metrics)
+        log.info("Best checkpoint: %s", best)
+        log.info("Metrics: %s", output_dir / METRICS_FILE)
+        log.info("Run directory: %s", output_dir)
+    return metrics

@@ -1,0 +1,184 @@
+"""Every choice of every config group composes and instantiates; the resolvers keep runs apart."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import CONF, TINY_DATA, compose_config, run_script
+
+from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
+from gsa_exp.data.splits import MULTICLASS, DataInfo
+from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
+
+INFO = DataInfo(task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=48, label_names=["a", "b"])
+
+
+def choices(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def test_the_groups_the_issue_names_exist():
+    assert choices("backbone") == ["densenet", "googlenet", "resnet", "vgg"]
+    assert {"none", "global"} <= set(choices("attention"))
+    assert {"default", "cpu", "gpu", "ddp"} <= set(choices("trainer"))
+    assert {"adam", "sgd"} <= set(choices("optimizer"))
+    assert {"tensorboard", "csv"} <= set(choices("logger"))
+    assert {"fast_dev_run", "limit", "overfit"} <= set(choices("debug"))
+    for group in ("dataset", "callbacks", "paths", "hydra", "experiment", "scheduler"):
+        assert choices(group), f"conf/{group}/ is empty"
+
+
+def has_key(cfg, dotted: str) -> bool:
+    node = cfg
+    for part in dotted.split("."):
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_keys_scripts_rely_on_are_present():
+    cfg = compose_config([])
+    for key in (
+        "seed",
+        "dataset.image_size",
+        "dataset.batch_size",
+        "trainer.max_epochs",
+        "optimizer.lr",
+        "attention.bank.num_images",
+        "attention.bank.components",
+        "monitor.metric",
+    ):
+        assert has_key(cfg, key), key
+    assert not has_key(cfg, "attention.bank.no_such_key")
+    assert compose_config(["ckpt_path=x.ckpt"], config_name="eval").ckpt_path == "x.ckpt"
+
+
+@pytest.mark.parametrize("choice", choices("backbone"))
+def test_backbone_choice_builds_a_model(choice):
+    model = build_model(compose_config([f"backbone={choice}"]), INFO)
+    assert model.hparams.backbone["name"] == choice
+    logits = model.eval()(torch.zeros(2, 1, 32, 32))
+    assert logits.shape == (2, 2)
+
+
+@pytest.mark.parametrize("choice", choices("attention"))
+def test_attention_choice_builds(choice):
+    model = build_model(compose_config([f"attention={choice}"]), INFO)
+    assert type(model.attention).__name__ in {"NoAttention", "GlobalSpatialAttention"}
+    assert model.hparams.attention["name"] == choice
+
+
+@pytest.mark.parametrize("optimizer", choices("optimizer"))
+@pytest.mark.parametrize("scheduler", [None, *choices("scheduler")])
+def test_optimizer_and_scheduler_choices_instantiate(optimizer, scheduler):
+    overrides = [f"optimizer={optimizer}"] + ([f"scheduler={scheduler}"] if scheduler else [])
+    cfg = compose_config(overrides)
+    model = build_model(cfg, INFO)
+    configured = model.configure_optimizers()
+    optimizer_object = configured["optimizer"] if isinstance(configured, dict) else configured
+    assert type(optimizer_object).__name__.lower() == optimizer
+    assert optimizer_object.param_groups[0]["lr"] == cfg.optimizer.lr
+    if scheduler:
+        assert configured["lr_scheduler"]["interval"] == "epoch"
+        assert configured["lr_scheduler"]["monitor"] == "val/auroc"
+
+
+def test_multistep_milestones_follow_max_epochs():
+    cfg = compose_config(["scheduler=multistep", "trainer.max_epochs=100"])
+    scheduler = build_model(cfg, INFO).configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert sorted(scheduler.milestones) == [50, 75]
+
+
+@pytest.mark.parametrize("choice", choices("trainer"))
+def test_trainer_choice_instantiates(choice, tmp_path):
+    # Instantiated on the CPU so the test runs anywhere; the choice's other settings stay.
+    cfg = compose_config([f"trainer={choice}", "trainer.accelerator=cpu"], output_dir=tmp_path)
+    trainer = build_trainer(cfg, callbacks=[], loggers=False)
+    assert isinstance(trainer, pl.Trainer)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    if choice == "gpu":
+        assert cfg.trainer.accelerator == "cpu" and compose_config(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+    if choice == "ddp":
+        assert trainer.num_devices == 2 and type(trainer.strategy).__name__ == "DDPStrategy"
+
+
+@pytest.mark.parametrize("choice", choices("logger"))
+def test_logger_choice_instantiates(choice, tmp_path):
+    loggers = build_loggers(compose_config([f"logger={choice}"], output_dir=tmp_path))
+    names = {type(logger).__name__ for logger in loggers}
+    expected = {"tensorboard": {"TensorBoardLogger"}, "csv": {"CSVLogger"}, "all": {"TensorBoardLogger", "CSVLogger"}}
+    assert names == expected[choice]
+
+
+@pytest.mark.parametrize("choice", choices("callbacks"))
+def test_callbacks_choice_instantiates(choice, tmp_path):
+    callbacks = build_callbacks(compose_config([f"callbacks={choice}"], output_dir=tmp_path))
+    names = {type(callback).__name__ for callback in callbacks}
+    assert {"ModelCheckpoint", "AttentionMapMonitor"} <= names
+    assert ("EarlyStopping" in names) == (choice == "early_stopping")
+
+
+@pytest.mark.parametrize("choice", choices("dataset"))
+def test_dataset_choice_instantiates_and_loads(choice):
+    datamodule = build_datamodule(compose_config([f"dataset={choice}", *TINY_DATA]).dataset)
+    datamodule.setup("fit")
+    assert datamodule.info.num_train == 48
+
+
+@pytest.mark.parametrize("choice", choices("debug"))
+def test_debug_choice_composes_into_trainer_settings(choice, tmp_path):
+    cfg = compose_config([f"debug={choice}"], output_dir=tmp_path)
+    trainer = build_trainer(cfg, callbacks=[], loggers=False)
+    if choice == "fast_dev_run":
+        assert trainer.fast_dev_run
+    elif choice == "limit":
+        assert trainer.limit_train_batches == 4 and trainer.max_epochs == 2
+    else:
+        assert trainer.overfit_batches == 2
+
+
+@pytest.mark.parametrize("choice", choices("experiment"))
+def test_experiment_choice_composes(choice):
+    cfg = compose_config([f"experiment={choice}"])
+    assert cfg.backbone.name and cfg.attention.name
+
+
+def test_help_lists_every_group_and_its_choices():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "backbone: densenet, googlenet, resnet, vgg" in result.stdout
+    assert "attention: " in result.stdout and "global" in result.stdout and "none" in result.stdout
+    for group in ("dataset", "trainer", "optimizer", "logger", "callbacks", "debug", "experiment"):
+        assert f"\n{group}: " in result.stdout
+
+
+# -- run directories ----------------------------------------------------------------------
+def test_readable_names_are_single_safe_path_components():
+    name = readable_name("backbone=vgg,dataset.root=/data/my set")
+    assert name == "backbone=vgg,dataset.root=_data_my_set"
+    assert job_directory(3, "attention=global,backbone=resnet") == "3_attention=global,backbone=resnet"
+    assert job_directory(0, "") == "job0"
+
+
+def _claim(base: str, queue) -> None:
+    queue.put(claim_directory(base, "seed=0"))
+
+
+def test_runs_started_at_the_same_moment_get_different_directories(tmp_path):
+    base = str(tmp_path / "2026-01-01" / "12-00-00")
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_claim, args=(base, queue)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    claimed = sorted(queue.get(timeout=5) for _ in workers)
+    assert len(set(claimed)) == 4
+    assert claimed[0] == base + "_seed=0"
+    assert all(Path(path).is_dir() for path in claimed)
