@@ -1,0 +1,55 @@
+"""What every source that reads from disk shares: path resolution and data errors.
+
+Relative paths in the config are resolved against the launch directory (``Path.cwd()``;
+Hydra does not change it, ``hydra.job.chdir=false``). Every error names the resolved path,
+and says how a relative path was resolved, so a wrong ``root`` is easy to spot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_LISTED = 10  # problems listed in one error message; the rest are counted
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data file or directory is missing; the message says where it was expected and how to get it."""
+
+
+class DataFormatError(ValueError):
+    """A data file exists but does not hold what the source expects."""
+
+
+@dataclass(frozen=True)
+class ResolvedPath:
+    """A path from the config (``option=given``) and where it points."""
+
+    option: str  # the config key, e.g. "dataset.source.root"
+    given: str
+    path: Path
+
+    @classmethod
+    def resolve(cls, option: str, given: str | Path) -> ResolvedPath:
+        expanded = Path(given).expanduser()
+        return cls(option=option, given=str(given), path=expanded if expanded.is_absolute() else Path.cwd() / expanded)
+
+    @property
+    def relative(self) -> bool:
+        return not Path(self.given).expanduser().is_absolute()
+
+    def describe(self, target: Path | None = None) -> str:
+        """``target`` (default: the path itself), with how a relative option was resolved."""
+        text = str(target if target is not None else self.path)
+        if self.relative:
+            text += f" ({self.option}={self.given!r} resolved against the launch directory {Path.cwd()})"
+        return text
+
+
+def listing(problems: Sequence[str], what: str) -> str:
+    """'N what:' and up to MAX_LISTED indented problems, then how many more there are."""
+    lines = [f"{len(problems)} {what}:"] + [f"  {problem}" for problem in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""MedMNIST 2D data sets, read from their official ``.npz`` files.
+
+Files are ``{root}/{flag}.npz`` (28 px) or ``{root}/{flag}_{size}.npz`` (64, 128, 224 px),
+with keys ``{split}_images`` (uint8 N x H x W, or N x H x W x 3 for colour data sets) and
+``{split}_labels`` (N x L integers) for the splits train, val and test. The ``medmnist``
+package supplies the metadata (task, channels, label names) and, with ``download=true``,
+fetches a missing file. The arrays are read here with NumPy rather than through the
+package's dataset classes, which insist on the official sample counts.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from medmnist.info import HOMEPAGE, INFO
+
+from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath
+from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
+
+SIZES = (28, 64, 128, 224)
+TASK_TYPES = {
+    "multi-class": MULTICLASS,
+    "binary-class": MULTICLASS,
+    "ordinal-regression": MULTICLASS,  # trained and scored as multi-class, as MedMNIST does
+    "multi-label, binary-class": MULTILABEL,
+}
+FLAGS_2D = tuple(flag for flag, info in INFO.items() if info["task"] in TASK_TYPES and not flag.endswith("3d"))
+
+
+class MedMNISTSource:
+    """One MedMNIST 2D data set (``flag``) at one resolution (``size``), from ``root``."""
+
+    def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool) -> None:
+        if flag not in FLAGS_2D:
+            raise ValueError(f"dataset.source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}")
+        if size not in SIZES:
+            raise ValueError(f"dataset.source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
+        self.flag = flag
+        self.size = size
+        self.root = ResolvedPath.resolve("dataset.source.root", root)
+        self.download = download
+        self.as_rgb = as_rgb
+        info = INFO[flag]
+        self.task = TASK_TYPES[info["task"]]
+        self.channels = int(info["n_channels"])
+        self.label_names = [info["label"][str(index)] for index in range(len(info["label"]))]
+        suffix = "" if size == 28 else f"_{size}"
+        self.filename = f"{flag}{suffix}.npz"
+        self.url = info[f"url{suffix}"]
+
+    @property
+    def path(self) -> Path:
+        return self.root.path / self.filename
+
+    def load(self) -> LoadedData:
+        if not self.path.is_file():
+            if not self.download:
+                raise DataNotFoundError(
+                    f"MedMNIST file not found: {self.root.describe(self.path)}. Download {self.url} "
+                    f"(see {HOMEPAGE}) into {self.root.path}, or set dataset.source.download=true "
+                    "to fetch it through the medmnist package"
+                )
+            self._fetch()
+        arrays = self._read()
+        splits = {name: self._split(arrays, name) for name in SPLITS}
+        return LoadedData(**splits, task=self.task, label_names=list(self.label_names))
+
+    # -- reading and checking ---------------------------------------------------------
+    def _fetch(self) -> None:
+        import medmnist
+
+        self.root.path.mkdir(parents=True, exist_ok=True)
+        dataset_class = getattr(medmnist, INFO[self.flag]["python_class"])
+        try:
+            dataset_class(split="train", download=True, root=str(self.root.path), size=self.size)
+        except Exception as error:  # the package reports network and checksum failures its own way
+            raise DataNotFoundError(
+                f"could not download {self.url} into {self.root.describe()}: {error}"
+            ) from error
+
+    def _read(self) -> dict[str, np.ndarray]:
+        where = self.root.describe(self.path)
+        keys = [f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels")]
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                found = sorted(archive.files)
+                arrays = {key: archive[key] for key in keys if key in found}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise DataFormatError(f"{where}: cannot read it as a MedMNIST .npz archive ({error})") from error
+        missing = [key for key in keys if key not in arrays]
+        if missing:
+            raise DataFormatError(
+                f"{where}: key {missing[0]!r} is missing (keys found: {found}); a MedMNIST file holds {', '.join(keys)}"
+            )
+        return arrays
+
+    def _split(self, arrays: dict[str, np.ndarray], split: str) -> Split:
+        where = self.root.describe(self.path)
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        count = images.shape[0] if images.ndim else 0
+        pixels = (self.size, self.size) if self.channels == 1 else (self.size, self.size, 3)
+        _check_array(where, f"{split}_images", images, ("N", *pixels), np.uint8, f"{self.flag} at size {self.size}")
+        if count == 0:
+            raise DataFormatError(f"{where}: {split}_images holds no images; every split needs at least one")
+        width = len(self.label_names) if self.task == MULTILABEL else 1
+        _check_array(where, f"{split}_labels", labels, (count, width), np.integer, f"one row per image of {split}_images")
+        self._check_label_values(where, split, labels)
+
+        tensor = torch.from_numpy(np.ascontiguousarray(images))
+        tensor = tensor.unsqueeze(1) if self.channels == 1 else tensor.permute(0, 3, 1, 2).contiguous()
+        if self.as_rgb and self.channels == 1:
+            tensor = tensor.expand(-1, 3, -1, -1).contiguous()
+        if self.task == MULTILABEL:
+            targets = torch.from_numpy(labels.astype(np.float32))
+        else:
+            targets = torch.from_numpy(labels[:, 0].astype(np.int64))
+        return Split(images=tensor, labels=targets)
+
+    def _check_label_values(self, where: str, split: str, labels: np.ndarray) -> None:
+        high = 1 if self.task == MULTILABEL else len(self.label_names) - 1
+        bad = np.argwhere((labels < 0) | (labels > high))
+        if not bad.size:
+            return
+        row, column = bad[0]
+        value = labels[row, column]
+        if self.task == MULTILABEL:
+            raise DataFormatError(
+                f"{where}: {split} labels contain {value} (row {row}, label {column} {self.label_names[column]!r}); "
+                f"{self.flag} is multi-label: allowed values are 0 and 1"
+            )
+        raise DataFormatError(
+            f"{where}: {split} labels contain {value} (row {row}); "
+            f"allowed class indices for {self.flag} are 0..{high} ({len(self.label_names)} classes)"
+        )
+
+
+def _check_array(where: str, key: str, array: np.ndarray, shape: tuple, dtype: type, note: str) -> None:
+    """``shape`` entries are sizes, or "N" for any count; ``dtype`` a NumPy type or abstract kind."""
+    expected = "(" + ", ".join(map(str, shape)) + ")"
+    fits = array.ndim == len(shape) and all(want == "N" or have == want for have, want in zip(array.shape, shape))
+    if not fits:
+        raise DataFormatError(f"{where}: {key} has shape {tuple(array.shape)}, expected {expected} ({note})")
+    if not np.issubdtype(array.dtype, dtype):
+        wanted = "uint8" if dtype is np.uint8 else "an integer type"
+        raise DataFormatError(f"{where}: {key} has dtype {array.dtype}, expected {wanted}")

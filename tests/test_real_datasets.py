@@ -1,0 +1,499 @@
+"""Real data sets read from disk: MedMNIST .npz, FER2013 CSV, image folders.
+
+Every file is written here, tiny, in the exact format of the real one; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONF, compose_config
+from PIL import Image
+
+import gsa_exp.data.medmnist_npz as medmnist_npz
+from gsa_exp.data import (
+    ArrayDataModule,
+    DataFormatError,
+    DataNotFoundError,
+    FER2013Source,
+    ImageFolderSource,
+    MedMNISTSource,
+)
+from gsa_exp.data.fer2013 import EMOTIONS
+from gsa_exp.training.builders import build_datamodule
+
+COUNTS = {"train": 20, "val": 8, "test": 8}
+
+
+# -- MedMNIST ---------------------------------------------------------------------------
+def medmnist_arrays(size=28, colour=False, label_width=1, num_classes=2, seed=0) -> dict[str, np.ndarray]:
+    """The official keys, dtypes and shapes: uint8 N x H x W (x 3) images, uint8 N x L labels."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in COUNTS.items():
+        shape = (count, size, size, 3) if colour else (count, size, size)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, num_classes, (count, label_width), dtype=np.uint8)
+    return arrays
+
+
+def write_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(root / name, **arrays)
+    return root / name
+
+
+def medmnist_source(root, flag="pneumoniamnist", size=28, download=False, as_rgb=False) -> MedMNISTSource:
+    return MedMNISTSource(flag=flag, size=size, root=str(root), download=download, as_rgb=as_rgb)
+
+
+def test_medmnist_grey_binary_file_loads_as_multiclass(tmp_path):
+    arrays = medmnist_arrays()
+    write_npz(tmp_path, "pneumoniamnist.npz", arrays)
+    data = medmnist_source(tmp_path).load()
+    assert data.task == "multiclass" and data.label_names == ["normal", "pneumonia"]
+    for split, count in COUNTS.items():
+        images, labels = data.split(split).images, data.split(split).labels
+        assert images.shape == (count, 1, 28, 28) and images.dtype == torch.uint8
+        assert labels.shape == (count,) and labels.dtype == torch.int64
+        assert torch.equal(images[:, 0], torch.from_numpy(arrays[f"{split}_images"]))
+        assert labels.tolist() == arrays[f"{split}_labels"][:, 0].tolist()
+    assert data.region_mask is None
+
+
+def test_medmnist_colour_file_at_64_px_keeps_channel_order(tmp_path):
+    arrays = medmnist_arrays(size=64, colour=True, num_classes=7)
+    write_npz(tmp_path, "dermamnist_64.npz", arrays)
+    data = medmnist_source(tmp_path, flag="dermamnist", size=64).load()
+    assert data.train.images.shape == (20, 3, 64, 64)
+    for channel in range(3):
+        assert torch.equal(data.train.images[:, channel], torch.from_numpy(arrays["train_images"][..., channel]))
+    assert len(data.label_names) == 7 and data.label_names[0] == "actinic keratoses and intraepithelial carcinoma"
+
+
+def test_medmnist_as_rgb_repeats_grey_and_ordinal_is_multiclass(tmp_path):
+    write_npz(tmp_path, "octmnist.npz", medmnist_arrays(num_classes=4))
+    rgb = medmnist_source(tmp_path, flag="octmnist", as_rgb=True).load().test.images
+    assert rgb.shape == (8, 3, 28, 28)
+    assert torch.equal(rgb[:, 0], rgb[:, 1]) and torch.equal(rgb[:, 0], rgb[:, 2])
+    write_npz(tmp_path, "retinamnist.npz", medmnist_arrays(colour=True, num_classes=5))
+    retina = medmnist_source(tmp_path, flag="retinamnist").load()
+    assert retina.task == "multiclass" and len(retina.label_names) == 5 and retina.val.labels.max() <= 4
+
+
+def test_medmnist_multilabel_labels_are_float_n_by_l(tmp_path):
+    arrays = medmnist_arrays(label_width=14)
+    write_npz(tmp_path, "chestmnist.npz", arrays)
+    data = medmnist_source(tmp_path, flag="chestmnist").load()
+    assert data.task == "multilabel" and len(data.label_names) == 14 and data.label_names[0] == "atelectasis"
+    assert data.train.labels.dtype == torch.float32 and data.train.labels.shape == (20, 14)
+    assert torch.equal(data.train.labels, torch.from_numpy(arrays["train_labels"]).float())
+
+
+@pytest.mark.parametrize(
+    ("flag", "size", "message"),
+    [
+        ("nosuchmnist", 28, r"dataset.source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, "),
+        ("organmnist3d", 28, r"'organmnist3d' is not a MedMNIST 2D data set; .*breastmnist"),
+        ("pneumoniamnist", 32, r"dataset.source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
+    ],
+)
+def test_medmnist_rejects_unknown_flags_and_sizes(tmp_path, flag, size, message):
+    with pytest.raises(ValueError, match=message):
+        medmnist_source(tmp_path, flag=flag, size=size)
+
+
+def test_missing_medmnist_file_says_where_and_how_to_get_it(tmp_path):
+    with pytest.raises(DataNotFoundError) as caught:
+        medmnist_source(tmp_path, size=128).load()
+    message = str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError)
+    assert f"MedMNIST file not found: {tmp_path / 'pneumoniamnist_128.npz'}" in message
+    assert "https://zenodo.org/records/10519652/files/pneumoniamnist_128.npz" in message
+    assert "dataset.source.download=true" in message
+    assert "resolved against" not in message  # an absolute path needs no explanation
+
+
+def broken(change):
+    arrays = medmnist_arrays()
+    change(arrays)
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("flag", "arrays", "message"),
+    [
+        ("pneumoniamnist", broken(lambda a: a.pop("val_labels")), r"key 'val_labels' is missing \(keys found: \["),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(train_images=np.zeros((20, 32, 32), np.uint8))),
+            r"train_images has shape \(20, 32, 32\), expected \(N, 28, 28\) \(pneumoniamnist at size 28\)",
+        ),
+        ("dermamnist", medmnist_arrays(), r"train_images has shape \(20, 28, 28\), expected \(N, 28, 28, 3\) \(dermamnist at size 28\)"),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(train_labels=a["train_labels"][:, 0])),
+            r"train_labels has shape \(20,\), expected \(20, 1\) \(one row per image of train_images\)",
+        ),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(val_labels=np.zeros((7, 1), np.uint8))),
+            r"val_labels has shape \(7, 1\), expected \(8, 1\)",
+        ),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(val_images=a["val_images"].astype(np.float32))),
+            r"val_images has dtype float32, expected uint8",
+        ),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(test_labels=a["test_labels"].astype(np.float64))),
+            r"test_labels has dtype float64, expected an integer type",
+        ),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a["test_labels"].__setitem__((3, 0), 2)),
+            r"test labels contain 2 \(row 3\); allowed class indices for pneumoniamnist are 0..1 \(2 classes\)",
+        ),
+        (
+            "pneumoniamnist",
+            broken(lambda a: a.update(val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8))),
+            r"val_images holds no images",
+        ),
+    ],
+)
+def test_malformed_medmnist_files_are_refused_with_the_key_and_shapes(tmp_path, flag, arrays, message):
+    path = write_npz(tmp_path, f"{flag}.npz", arrays)
+    with pytest.raises(DataFormatError, match=message) as caught:
+        medmnist_source(tmp_path, flag=flag).load()
+    assert str(caught.value).startswith(f"{path}: ")
+    assert isinstance(caught.value, ValueError)
+
+
+def test_multilabel_values_must_be_zero_or_one(tmp_path):
+    arrays = medmnist_arrays(label_width=14)
+    arrays["train_labels"][5, 13] = 3
+    write_npz(tmp_path, "chestmnist.npz", arrays)
+    with pytest.raises(DataFormatError, match=r"train labels contain 3 \(row 5, label 13 'hernia'\); .*0 and 1"):
+        medmnist_source(tmp_path, flag="chestmnist").load()
+
+
+def test_a_file_that_is_not_an_npz_archive_is_refused(tmp_path):
+    (tmp_path / "breastmnist.npz").write_text("not an archive")
+    with pytest.raises(DataFormatError, match="breastmnist.npz: cannot read it as a MedMNIST .npz archive"):
+        medmnist_source(tmp_path, flag="breastmnist").load()
+
+
+class FakeDownload:
+    """Stands in for medmnist.PneumoniaMNIST: records the call, writes the file it would fetch."""
+
+    calls: list[dict] = []
+
+    def __init__(self, **kwargs) -> None:
+        FakeDownload.calls.append(kwargs)
+        write_npz(Path(kwargs["root"]), "pneumoniamnist_64.npz", medmnist_arrays(size=64))
+
+
+def test_download_fetches_only_a_missing_file_through_medmnist(tmp_path, monkeypatch):
+    import medmnist
+
+    FakeDownload.calls = []
+    monkeypatch.setattr(medmnist, "PneumoniaMNIST", FakeDownload)
+    root = tmp_path / "new" / "dir"
+    data = medmnist_source(root, size=64, download=True).load()
+    assert FakeDownload.calls == [{"split": "train", "download": True, "root": str(root), "size": 64}]
+    assert data.train.images.shape == (20, 1, 64, 64)
+    medmnist_source(root, size=64, download=True).load()
+    assert len(FakeDownload.calls) == 1  # present now: not fetched again
+
+
+def test_a_failed_download_is_reported_as_missing_data(tmp_path, monkeypatch):
+    import medmnist
+
+    def offline(**kwargs):
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(medmnist, "PneumoniaMNIST", offline)
+    with pytest.raises(DataNotFoundError, match=r"could not download https://zenodo.org/.*pneumoniamnist.npz.* network unreachable"):
+        medmnist_source(tmp_path, download=True).load()
+
+
+def test_relative_paths_are_resolved_against_the_launch_directory(tmp_path, monkeypatch):
+    write_npz(tmp_path / "data" / "mm", "pneumoniamnist.npz", medmnist_arrays())
+    monkeypatch.chdir(tmp_path)
+    assert len(medmnist_source("data/mm").load().train) == 20
+    with pytest.raises(DataNotFoundError) as caught:
+        medmnist_source("data/elsewhere").load()
+    expected = (
+        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (dataset.source.root='data/elsewhere' "
+        f"resolved against the launch directory {tmp_path})"
+    )
+    assert expected in str(caught.value)
+    with pytest.raises(DataNotFoundError, match=r"fer.csv \(dataset.source.path='fer.csv' resolved against the launch"):
+        FER2013Source(path="fer.csv").load()
+    with pytest.raises(DataNotFoundError, match=r"imgs \(dataset.source.root='imgs' resolved against the launch"):
+        image_folder("imgs").load()
+
+
+# -- FER2013 ----------------------------------------------------------------------------
+def fer_rows(seed=0) -> list[tuple[int, np.ndarray, str]]:
+    rng = np.random.default_rng(seed)
+    usages = ["Training"] * 12 + ["PublicTest"] * 5 + ["PrivateTest"] * 4
+    return [(index % 7, rng.integers(0, 256, 48 * 48), usage) for index, usage in enumerate(usages)]
+
+
+def write_fer(path: Path, rows, header="emotion,pixels,Usage") -> Path:
+    lines = [header]
+    for emotion, pixels, usage in rows:
+        text = pixels if isinstance(pixels, str) else " ".join(map(str, pixels))
+        fields = {"emotion": str(emotion), "pixels": text, "Usage": usage}
+        lines.append(",".join(fields[name.strip()] if name.strip() in fields else "" for name in header.split(",")))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fer2013_csv_loads_into_three_splits(tmp_path):
+    rows = fer_rows()
+    data = FER2013Source(path=str(write_fer(tmp_path / "fer2013.csv", rows))).load()
+    assert data.task == "multiclass" and data.label_names == list(EMOTIONS)
+    assert data.label_names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert [len(data.split(split)) for split in ("train", "val", "test")] == [12, 5, 4]
+    assert data.train.images.shape == (12, 1, 48, 48) and data.train.images.dtype == torch.uint8
+    assert data.val.labels.dtype == torch.int64 and data.val.labels.tolist() == [5, 6, 0, 1, 2]
+    emotion, pixels, _ = rows[13]  # second PublicTest row; pixels are row-major 48 x 48
+    assert data.val.labels[1] == emotion
+    assert torch.equal(data.val.images[1, 0], torch.from_numpy(pixels.reshape(48, 48).astype(np.uint8)))
+
+
+def test_fer2013_columns_may_come_in_the_icml_order(tmp_path):
+    path = write_fer(tmp_path / "icml_face_data.csv", fer_rows(), header="emotion, Usage, pixels")
+    data = FER2013Source(path=str(path)).load()
+    assert len(data.train) == 12 and data.test.labels.tolist() == [3, 4, 5, 6]
+
+
+def test_malformed_fer2013_rows_are_listed_with_line_numbers(tmp_path):
+    rows = fer_rows()
+    rows[1] = (0, rows[1][1][:-1], "Training")  # line 3
+    rows[3] = (1, "12 x " + " ".join(["0"] * 2302), "Training")  # line 5
+    rows[4] = (2, rows[4][1], "Validation")  # line 6
+    rows[5] = (7, rows[5][1], "Training")  # line 7
+    rows[6] = ("sad", np.full(2304, 256), "Training")  # line 8: two problems
+    path = write_fer(tmp_path / "fer2013.csv", rows)
+    with pytest.raises(DataFormatError) as caught:
+        FER2013Source(path=str(path)).load()
+    message = str(caught.value)
+    assert message.startswith(f"{path}: 5 malformed rows (line numbers count the header as line 1):")
+    assert "line 3: 2303 pixel values, expected 2304 (48 x 48)" in message
+    assert "line 5: pixel value 'x' is not an integer" in message
+    assert "line 6: Usage 'Validation' is not one of Training, PublicTest, PrivateTest" in message
+    assert "line 7: emotion 7 is outside 0..6" in message
+    assert "line 8: emotion 'sad' is not an integer; pixel value 256 is outside 0..255" in message
+
+
+def test_many_malformed_rows_are_counted_not_all_listed(tmp_path):
+    rows = [(9, pixels, usage) for _, pixels, usage in fer_rows()]
+    with pytest.raises(DataFormatError) as caught:
+        FER2013Source(path=str(write_fer(tmp_path / "fer.csv", rows))).load()
+    message = str(caught.value)
+    assert "21 malformed rows" in message and "line 11: emotion 9" in message
+    assert "line 12:" not in message and "... and 11 more" in message
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        ("label,pixels,Usage", fer_rows(), r"the header is 'label,pixels,Usage'; expected the columns 'emotion,pixels,Usage'"),
+        ("emotion,pixels,Usage", [row for row in fer_rows() if row[2] != "PrivateTest"],
+         r"no rows with Usage 'PrivateTest', so the test split would be empty"),
+    ],
+)
+def test_fer2013_header_and_missing_splits_are_checked(tmp_path, header, rows, message):
+    path = write_fer(tmp_path / "fer2013.csv", rows, header=header)
+    with pytest.raises(DataFormatError, match=message):
+        FER2013Source(path=str(path)).load()
+
+
+def test_fer2013_wrong_field_count_and_missing_file(tmp_path):
+    path = write_fer(tmp_path / "fer2013.csv", fer_rows())
+    path.write_text(path.read_text() + "3,1 2 3\n")
+    with pytest.raises(DataFormatError, match=r"line 23: 2 fields, expected 3 \(emotion,pixels,Usage\)"):
+        FER2013Source(path=str(path)).load()
+    with pytest.raises(DataNotFoundError, match=r"FER2013 CSV not found: .*nope.csv\. Download fer2013.csv from https://www.kaggle.com/"):
+        FER2013Source(path=str(tmp_path / "nope.csv")).load()
+
+
+# -- image folders ----------------------------------------------------------------------
+def grey_level(label: int, index: int) -> int:
+    return 20 + 100 * label + 5 * index  # identifies every image by its (uniform) value
+
+
+def write_class_images(folder: Path, label: int, count: int, mode="RGB", size=(32, 32), suffix=".png") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        value = grey_level(label, index)
+        Image.new(mode, size, (value,) * len(mode) if mode != "L" else value).save(folder / f"img{index:02d}{suffix}")
+
+
+def image_folder(root, ratios=(0.6, 0.2, 0.2), seed=0, channels=3, size=32, extensions=(".png", ".JPG")) -> ImageFolderSource:
+    return ImageFolderSource(
+        root=str(root), split_ratios=list(ratios), seed=seed, channels=channels, image_size=size, extensions=list(extensions)
+    )
+
+
+def image_ids(split) -> set[int]:
+    return set(split.images[:, 0, 0, 0].tolist())
+
+
+def test_one_folder_of_classes_is_split_stratified_and_seeded(tmp_path):
+    for label, name in enumerate(["benign", "malignant"]):
+        write_class_images(tmp_path / name, label, 10, size=(24, 40))
+    (tmp_path / "benign" / "notes.txt").write_text("not an image")
+    (tmp_path / ".cache").mkdir()
+    data = image_folder(tmp_path).load()
+    assert data.task == "multiclass" and data.label_names == ["benign", "malignant"]
+    assert [len(data.split(split)) for split in ("train", "val", "test")] == [12, 4, 4]
+    for split in ("train", "val", "test"):
+        labels = data.split(split).labels
+        assert labels.dtype == torch.int64 and torch.bincount(labels).tolist() == [len(labels) // 2] * 2
+        assert data.split(split).images.shape[1:] == (3, 32, 32)  # 24 x 40 images resized
+        assert torch.equal(data.split(split).images[:, 0, 0, 0] >= 120, labels.bool())  # label follows the folder
+    all_ids = image_ids(data.train) | image_ids(data.val) | image_ids(data.test)
+    assert len(all_ids) == 20  # every image once
+    again, other = image_folder(tmp_path).load(), image_folder(tmp_path, seed=1).load()
+    assert torch.equal(again.val.images, data.val.images)
+    assert image_ids(other.val) != image_ids(data.val)
+
+
+def test_train_val_test_folders_are_used_as_given(tmp_path):
+    for split, count in (("train", 6), ("val", 3), ("test", 2)):
+        write_class_images(tmp_path / split / "cat_a", 0, count, mode="L", size=(32, 32))
+        write_class_images(tmp_path / split / "cat_b", 1, count, mode="RGB", size=(32, 32), suffix=".PNG")
+    data = image_folder(tmp_path, channels=1, extensions=[".png"]).load()
+    assert data.label_names == ["cat_a", "cat_b"]
+    assert [len(data.split(split)) for split in ("train", "val", "test")] == [12, 6, 4]
+    assert data.test.images.shape == (4, 1, 32, 32)
+    assert data.test.labels.tolist() == [0, 0, 1, 1]
+    assert data.test.images[:, 0, 0, 0].tolist() == [grey_level(0, 0), grey_level(0, 1), grey_level(1, 0), grey_level(1, 1)]
+
+
+def test_sixteen_bit_images_are_scaled_by_their_own_range(tmp_path):
+    for label in (0, 1):
+        folder = tmp_path / f"class{label}"
+        folder.mkdir()
+        for index in range(5):
+            ramp = np.tile(np.linspace(1000, 3000, 32), (32, 1)).astype(np.uint16)
+            Image.fromarray(ramp).save(folder / f"{index}.tif")
+    data = image_folder(tmp_path, channels=1, extensions=[".tif"]).load()
+    row = data.train.images[0, 0, 0]
+    assert row[0] == 0 and row[-1] == 255 and torch.all(row[1:] >= row[:-1])
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, r"found no images with extensions \['.jpg', '.png'\] in its class sub-folders; expected root/<class>/<image>"),
+        ({"only": 5}, r"found a single class folder \(only, 5 images\); a classifier needs at least 2 classes"),
+        ({"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 2}, r"has train/, val/ but no test/; a pre-split folder needs"),
+        ({"train/a": 3, "train/b": 3, "val/a": 1, "val/c": 1, "test/a": 1}, r"val/ has class folders that train/ lacks: \['c'\]"),
+        ({"train/a": 3, "train/b": 3, "val/a": 1, "test": 0}, r"test/ holds no images"),
+        ({"a": 1, "b": 1}, r"split_ratios=\[0.6, 0.2, 0.2\] leave the val split empty; 2 images in 2 classes are too few"),
+    ],
+)
+def test_image_folders_without_usable_classes_are_refused(tmp_path, layout, message):
+    for label, (folder, count) in enumerate(layout.items()):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        write_class_images(tmp_path / folder, label % 2, count)
+    with pytest.raises(DataFormatError, match=message) as caught:
+        image_folder(tmp_path).load()
+    assert str(caught.value).startswith(f"{tmp_path}: ")
+
+
+def test_unreadable_images_are_listed_and_counted(tmp_path):
+    write_class_images(tmp_path / "a", 0, 5)
+    write_class_images(tmp_path / "b", 1, 5)
+    for index in range(12):
+        (tmp_path / "b" / f"broken{index:02d}.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DataFormatError) as caught:
+        image_folder(tmp_path).load()
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: 12 image files could not be read:")
+    assert str(tmp_path / "b" / "broken00.png") in message and "... and 2 more" in message
+    assert message.count("broken") == 10
+
+
+def test_image_folder_settings_and_missing_root_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"split_ratios=\[0.5, 0.5\] must be three positive fractions"):
+        image_folder(tmp_path, ratios=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"split_ratios=\[0.8, 0.2, 0.0\] must be three positive fractions"):
+        image_folder(tmp_path, ratios=(0.8, 0.2, 0.0))
+    with pytest.raises(ValueError, match=r"dataset.source.channels=2 must be 1 \(grey\) or 3 \(RGB\)"):
+        image_folder(tmp_path, channels=2)
+    with pytest.raises(DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"):
+        image_folder(tmp_path / "missing").load()
+
+
+# -- configs ----------------------------------------------------------------------------
+REAL_CONFIGS = {
+    "medmnist": MedMNISTSource,
+    "fer2013": FER2013Source,
+    "image_folder": ImageFolderSource,
+}
+
+
+@pytest.mark.parametrize("choice", sorted(REAL_CONFIGS))
+def test_every_source_option_is_in_the_yaml(choice):
+    source = compose_config([f"dataset={choice}"]).dataset.source
+    parameters = inspect.signature(REAL_CONFIGS[choice].__init__).parameters
+    options = {name for name, parameter in parameters.items() if name != "self"}
+    assert set(source) - {"_target_"} == options
+    assert all(parameter.default is inspect.Parameter.empty for name, parameter in parameters.items())
+
+
+@pytest.mark.parametrize("flag", ["pneumoniamnist", "octmnist", "breastmnist", "retinamnist", "dermamnist", "chestmnist"])
+def test_medmnist_presets_pick_their_flag_and_the_protocol_settings(flag):
+    dataset = compose_config([f"dataset={flag}"]).dataset
+    assert dataset.name == flag and dataset.source.flag == flag
+    assert dataset.batch_size == 128 and dataset.image_size == 28 and list(dataset.normalize.mean) == [0.5]
+    assert dataset.source.root == str(CONF.parent / "data" / "medmnist")
+    assert compose_config([f"dataset={flag}", "dataset.source.size=64"]).dataset.image_size == 64
+
+
+def test_pneumoniamnist_config_builds_a_datamodule_that_serves_batches(tmp_path):
+    arrays = medmnist_arrays()
+    arrays["train_images"] = np.concatenate([arrays["train_images"]] * 2)
+    arrays["train_labels"] = np.concatenate([arrays["train_labels"]] * 2)
+    write_npz(tmp_path, "pneumoniamnist.npz", arrays)
+    cfg = compose_config(["dataset=pneumoniamnist", f"dataset.source.root={tmp_path}", "dataset.batch_size=16"])
+    datamodule = build_datamodule(cfg.dataset)
+    assert isinstance(datamodule, ArrayDataModule)
+    datamodule.setup("fit")
+    info = datamodule.info
+    assert (info.task, info.num_classes, info.channels, info.image_size, info.num_train) == ("multiclass", 2, 1, 28, 40)
+    assert info.label_names == ["normal", "pneumonia"]
+    batches = list(datamodule.train_dataloader())
+    assert len(batches) == 2 and batches[0][0].shape == (16, 1, 28, 28) and batches[0][1].dtype == torch.int64
+    images, labels = next(iter(datamodule.test_dataloader()))
+    assert images.shape == (8, 1, 28, 28)
+    assert labels.tolist() == arrays["test_labels"][:, 0].tolist()
+    assert torch.equal(images[:, 0], torch.from_numpy(arrays["test_images"]))
+
+
+def test_fer2013_and_image_folder_configs_build_datamodules(tmp_path):
+    csv_path = write_fer(tmp_path / "fer2013.csv", fer_rows())
+    cfg = compose_config(["dataset=fer2013", f"dataset.source.path={csv_path}", "dataset.batch_size=4", "dataset.image_size=32"])
+    fer = build_datamodule(cfg.dataset)
+    fer.setup("fit")
+    assert (fer.info.num_classes, fer.info.channels, fer.info.image_size) == (7, 1, 32)
+    assert next(iter(fer.val_dataloader()))[0].shape == (5, 1, 32, 32)
+    for label, name in enumerate(["x", "y"]):
+        write_class_images(tmp_path / "images" / name, label, 10, mode="L")
+    cfg = compose_config(["dataset=image_folder", f"dataset.source.root={tmp_path / 'images'}", "dataset.batch_size=4"])
+    folder = build_datamodule(cfg.dataset)
+    folder.setup("fit")
+    assert (folder.info.num_classes, folder.info.channels, folder.info.image_size) == (2, 3, 64)
+    assert folder.info.label_names == ["x", "y"]
+    assert next(iter(folder.train_dataloader()))[0].shape == (4, 3, 64, 64)
