@@ -1,0 +1,311 @@
+"""Sweep summaries (scripts/summarize.py): tables, CSV, plot and the failed-job report on fabricated sweeps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+
+from gsa_exp.reporting.summary import (
+    SweepError,
+    csv_rows,
+    load_sweep,
+    render_markdown,
+    summarize,
+    write_summary,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TRACEBACK = 'Traceback (most recent call last):\n  File "train.py", line 1\nRuntimeError: CUDA out of memory\n'
+
+# (backbone, attention) -> test/acc per seed 0, 1, 2; None = the job failed (no metrics.json).
+ACC = {
+    ("vgg", "none"): [0.70, 0.74, 0.78],
+    ("vgg", "global"): [0.75, 0.77, None],
+    ("resnet", "none"): [0.80, 0.82, 0.84],
+    ("resnet", "global"): [0.85, 0.88, 0.91],
+}
+AUROC_SHIFT = 0.1  # test/auroc = test/acc + 0.1
+MAP = {"vgg": [0.5, 0.9], "resnet": [0.6, 0.7, 0.8]}  # test/map_auroc of the global jobs
+
+
+def make_job(
+    sweep: Path,
+    number: int,
+    backbone: str,
+    attention: str,
+    seed: int,
+    metrics: dict | None = None,
+    dataset: str = "synthetic",
+    variant: str | None = None,
+    extra: tuple[str, ...] = (),
+    files: dict[str, str] | None = None,
+) -> Path:
+    """A job directory as Hydra and train.py leave it."""
+    overrides = [f"backbone={backbone}", f"attention={attention}", f"seed={seed}", *extra]
+    job = sweep / f"{number}_{','.join(sorted(overrides))}"
+    (job / ".hydra").mkdir(parents=True)
+    variant_line = f"  variant: {variant}\n" if variant else ""
+    (job / ".hydra" / "config.yaml").write_text(
+        f"task_name: train\nseed: {seed}\ndataset:\n  name: {dataset}\n  image_size: 32\n"
+        f"backbone:\n  name: {backbone}\n{variant_line}attention:\n  name: {attention}\n"
+        "  bank:\n    seed: ${seed}\n"
+    )
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    for name, text in (files or {}).items():
+        (job / name).write_text(text)
+    return job
+
+
+def grid_metrics(backbone: str, attention: str, seed: int) -> dict | None:
+    acc = ACC[(backbone, attention)][seed]
+    if acc is None:
+        return None
+    metrics = {"test/acc": acc, "test/auroc": acc + AUROC_SHIFT, "val/acc": 0.5, "test/loss": 0.3}
+    if attention == "global":
+        metrics["test/map_auroc"] = MAP[backbone][seed]
+    return metrics
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """2 backbones x 2 attentions x 3 seeds; job vgg/global/seed 2 failed with a traceback."""
+    root = tmp_path / "multirun" / "2026-11-25" / "22-14-05"
+    number = 0
+    for backbone in ("resnet", "vgg"):  # written in the "wrong" order: rows must follow the paper's
+        for attention in ("global", "none"):
+            for seed in range(3):
+                failed = ACC[(backbone, attention)][seed] is None
+                files = {"error.txt": TRACEBACK}
+                make_job(root, number, backbone, attention, seed, grid_metrics(backbone, attention, seed),
+                         files=files if failed else None)
+                number += 1
+    return root
+
+
+def table(markdown: str, title: str) -> list[str]:
+    """The lines of the markdown table under '## title'."""
+    lines = markdown.splitlines()
+    start = lines.index(f"## {title}") + 2
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def expected_cell(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+
+
+def test_tables_hold_mean_std_n_and_delta(sweep: Path):
+    markdown = render_markdown(summarize(load_sweep(sweep)))
+    acc = table(markdown, "test/acc")
+    assert acc[0] == "| backbone | synthetic: none | synthetic: global | synthetic: Δ(global − none) |"
+    # By hand: vgg none (0.70, 0.74, 0.78) -> 0.740 ± 0.040; vgg global (0.75, 0.77) -> 0.760 ± 0.014
+    # (sqrt(0.0002) = 0.01414) with the third seed failed; Δ = 0.760 - 0.740 = +0.020.
+    assert acc[2] == "| vgg | 0.740 ± 0.040 (n=3) | 0.760 ± 0.014 (n=2, 1 failed) | +0.020 |"
+    # resnet none (0.80, 0.82, 0.84) -> 0.820 ± 0.020; global (0.85, 0.88, 0.91) -> 0.880 ± 0.030; Δ +0.060.
+    assert acc[3] == "| resnet | 0.820 ± 0.020 (n=3) | 0.880 ± 0.030 (n=3) | +0.060 |"
+    assert len(acc) == 4  # header, rule, vgg before resnet (the paper's order), nothing else
+    auroc = table(markdown, "test/auroc")
+    assert auroc[2] == "| vgg | 0.840 ± 0.040 (n=3) | 0.860 ± 0.014 (n=2, 1 failed) | +0.020 |"
+    assert auroc[3] == "| resnet | 0.920 ± 0.020 (n=3) | 0.980 ± 0.030 (n=3) | +0.060 |"
+    assert expected_cell([0.85, 0.88, 0.91]) == "0.880 ± 0.030 (n=3)"  # the hand values agree with statistics
+    # The map table only has the variant that logs a map: vgg (0.5, 0.9) -> 0.700 ± 0.283 (sqrt(0.08)).
+    assert table(markdown, "test/map_auroc") == [
+        "| backbone | synthetic: global |",
+        "|---|---|",
+        "| vgg | 0.700 ± 0.283 (n=2, 1 failed) |",
+        "| resnet | 0.700 ± 0.100 (n=3) |",
+    ]
+    assert markdown.index("## test/acc") < markdown.index("## test/auroc") < markdown.index("## test/map_auroc")
+    assert "Job directories: 12 (11 finished, 1 failed, 0 unfinished)." in markdown
+
+
+def test_failed_job_is_marked_and_listed_with_its_error(sweep: Path):
+    markdown = render_markdown(summarize(load_sweep(sweep)))
+    section = table(markdown, "Failed or unfinished jobs")
+    assert section[0] == "| job | cell | state | reason |"
+    assert section[2:] == [
+        "| `8_attention=global,backbone=vgg,seed=2` | synthetic / vgg / global | failed "
+        "| error.txt: RuntimeError: CUDA out of memory |"
+    ]
+
+
+def test_csv_is_tidy_with_delta_rows(sweep: Path, tmp_path: Path):
+    paths = write_summary(sweep, out_dir=tmp_path / "report")
+    with paths["csv"].open() as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames[:8] == ["dataset", "backbone", "attention", "metric", "mean", "std", "n", "n_failed"]
+        rows = {(r["dataset"], r["backbone"], r["attention"], r["metric"]): r for r in reader}
+    # 2 backbones x 2 attentions x 2 metrics + 2 map rows (global only) + 2 x 2 delta rows.
+    assert len(rows) == 8 + 2 + 4
+    cell = rows[("synthetic", "vgg", "global", "test/acc")]
+    assert math.isclose(float(cell["mean"]), 0.76) and math.isclose(float(cell["std"]), math.sqrt(0.0002))
+    assert (cell["n"], cell["n_failed"], cell["n_unfinished"], cell["n_jobs"]) == ("2", "1", "0", "3")
+    delta = rows[("synthetic", "resnet", "delta(global-none)", "test/auroc")]
+    assert math.isclose(float(delta["mean"]), 0.06) and delta["std"] == "" and delta["n"] == ""
+    assert ("synthetic", "resnet", "none", "test/map_auroc") not in rows
+
+
+def test_write_summary_writes_three_files_into_the_sweep(sweep: Path):
+    paths = write_summary(sweep)
+    assert {path.name for path in paths.values()} == {"results.md", "results.csv", "results.png"}
+    assert all(path.parent == sweep for path in paths.values())
+    assert paths["plot"].read_bytes()[:8] == PNG_MAGIC
+    assert "| vgg | 0.740 ± 0.040 (n=3) |" in paths["markdown"].read_text()
+    assert load_sweep(sweep).jobs[0].name.startswith("0_")  # the report files are not taken for jobs
+
+
+def test_script_writes_the_same_report(sweep: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = run_script("scripts/summarize.py", str(sweep), "--out", str(out), "--metrics", "test/acc", timeout=120)
+    assert result.returncode == 0, result.stderr
+    markdown = (out / "results.md").read_text()
+    assert "| vgg | 0.740 ± 0.040 (n=3) | 0.760 ± 0.014 (n=2, 1 failed) | +0.020 |" in markdown
+    assert "## test/auroc" not in markdown and "## test/map_auroc" in markdown  # only what was asked (+ the map)
+    assert (out / "results.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "results.csv").read_text().startswith("dataset,backbone,attention,metric,mean,std,n,n_failed")
+    assert "| vgg | 0.740" in result.stdout and not (sweep / "results.md").exists()
+
+
+def test_partial_sweep_counts_unfinished_and_not_started_jobs(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    params: null\n  overrides:\n    task:\n    - backbone=resnet\n    - attention=none,global\n"
+        "    - seed=0,1\n"
+    )
+    make_job(sweep, 0, "resnet", "none", 0, {"test/acc": 0.912, "test/auroc": 0.95})
+    make_job(sweep, 1, "resnet", "none", 1)  # still running
+    make_job(sweep, 2, "resnet", "global", 0)  # still running; seed 1 has not started
+    summary = summarize(load_sweep(sweep))
+    markdown = render_markdown(summary)
+    assert table(markdown, "test/acc")[2] == "| resnet | 0.912 (n=1, 1 unfinished) | — (n=0, 1 unfinished) | — |"
+    counts = "Job directories: 3 (1 finished, 0 failed, 2 unfinished); multirun.yaml describes 4 jobs (1 not started)."
+    assert counts in markdown
+    section = table(markdown, "Failed or unfinished jobs")
+    assert [line.split(" | ")[2] for line in section[2:]] == ["unfinished", "unfinished", "not started"]
+    assert "`attention=global,seed=1`" in section[-1]
+    assert "test/map_auroc" not in markdown  # no job logged a map yet
+
+
+def test_nonfinite_metric_fails_only_that_metric(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, "densenet", "global", 0, {"test/acc": 0.5, "test/auroc": float("nan")})
+    make_job(sweep, 1, "densenet", "global", 1, {"test/acc": 0.7, "test/auroc": 0.8})
+    markdown = render_markdown(summarize(load_sweep(sweep)))
+    assert table(markdown, "test/acc")[2] == "| densenet | 0.600 ± 0.141 (n=2) |"
+    assert table(markdown, "test/auroc")[2] == "| densenet | 0.800 (n=1, 1 failed) |"
+    assert table(markdown, "Failed or unfinished jobs")[2:] == [
+        "| `0_attention=global,backbone=densenet,seed=0` | synthetic / densenet / global "
+        "| finished, unusable metric | test/auroc is nan |"
+    ]
+
+
+def test_status_files_mark_failures(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, "vgg", "none", 0, files={"status.json": json.dumps({"status": "failed", "error": "OOM\nmore"})})
+    make_job(sweep, 1, "vgg", "none", 1, files={"status.json": json.dumps({"status": "running"})})
+    make_job(sweep, 2, "vgg", "none", 2)
+    make_job(sweep, 3, "vgg", "none", 3, {"test/acc": 0.9, "test/auroc": 0.9})
+    (sweep / "sweep_status.jsonl").write_text(
+        json.dumps({"job": "2_attention=none,backbone=vgg,seed=2", "overrides": [], "status": "failed"})
+        + "\nnot json\n"
+    )
+    summary = summarize(load_sweep(sweep))
+    reasons = {job.name[0]: (state, reason) for job, state, reason in summary.problems}
+    assert reasons == {
+        "0": ("failed", "status 'failed': OOM"),
+        "1": ("unfinished", "no metrics.json (still running, or stopped without a trace)"),
+        "2": ("failed", "'failed' in sweep_status.jsonl"),
+    }
+    assert table(render_markdown(summary), "test/acc")[2] == "| vgg | 0.900 (n=1, 2 failed, 1 unfinished) |"
+    assert any("line 2 is not a job record" in note for note in summary.notes)
+
+
+def test_rows_and_columns_follow_the_paper_order_then_alphabetical(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    combos = [("zeta", "static"), ("densenet", "custom"), ("alpha", "local"), ("googlenet", "none"), ("vgg", "global")]
+    for number, (backbone, attention) in enumerate(combos):
+        make_job(sweep, number, backbone, attention, 0, {"test/acc": 0.5, "test/auroc": 0.5})
+    summary = summarize(load_sweep(sweep))
+    assert [summary.row_labels[row] for row in summary.rows] == ["googlenet", "vgg", "densenet", "alpha", "zeta"]
+    header = table(render_markdown(summary), "test/acc")[0]
+    assert header == (
+        "| backbone | synthetic: none | synthetic: global | synthetic: local | synthetic: static "
+        "| synthetic: custom | synthetic: Δ(global − none) |"
+    )
+
+
+def test_variants_settings_and_datasets_are_never_pooled(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    jobs = [
+        ("resnet18", "trainer.max_epochs=2", "synthetic", 0.6),
+        ("resnet50", "trainer.max_epochs=2", "synthetic", 0.7),
+        ("resnet18", "trainer.max_epochs=10", "synthetic", 0.8),
+        ("resnet18", "trainer.max_epochs=2", "pneumoniamnist", 0.9),
+    ]
+    for number, (variant, extra, dataset, acc) in enumerate(jobs):
+        make_job(sweep, number, "resnet", "none", 0, {"test/acc": acc, "test/auroc": acc},
+                 dataset=dataset, variant=variant, extra=(f"backbone.variant={variant}", extra))
+    markdown = render_markdown(summarize(load_sweep(sweep)))
+    assert table(markdown, "test/acc") == [
+        "| backbone | pneumoniamnist: none | synthetic: none |",
+        "|---|---|---|",
+        "| resnet (resnet18) [trainer.max_epochs=2] | 0.900 (n=1) | 0.600 (n=1) |",
+        "| resnet (resnet18) [trainer.max_epochs=10] |  | 0.800 (n=1) |",
+        "| resnet (resnet50) [trainer.max_epochs=2] |  | 0.700 (n=1) |",
+    ]
+    assert "the sweep also varies trainer.max_epochs" in markdown
+    rows = csv_rows(summarize(load_sweep(sweep)))
+    assert {(r["variant"], r["setting"]) for r in rows} == {
+        ("resnet18", "trainer.max_epochs=2"),
+        ("resnet50", "trainer.max_epochs=2"),
+        ("resnet18", "trainer.max_epochs=10"),
+    }
+
+
+def test_unreadable_config_is_listed_not_dropped(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, "vgg", "none", 0, {"test/acc": 0.5, "test/auroc": 0.5})
+    broken = make_job(sweep, 1, "vgg", "none", 1, {"test/acc": 0.6, "test/auroc": 0.6})
+    (broken / ".hydra" / "config.yaml").write_text("dataset: [unclosed\n")
+    summary = summarize(load_sweep(sweep))
+    assert [(job.name[0], state) for job, state, _ in summary.problems] == [("1", "failed")]
+    assert "config.yaml unreadable" in summary.problems[0][2]
+    assert table(render_markdown(summary), "test/acc")[2] == "| vgg | 0.500 (n=1) |"
+
+
+def test_missing_or_empty_sweep_is_an_error(tmp_path: Path):
+    with pytest.raises(SweepError, match="does not exist"):
+        load_sweep(tmp_path / "nowhere")
+    (tmp_path / "empty" / "not_a_job").mkdir(parents=True)
+    with pytest.raises(SweepError, match="no job directories"):
+        load_sweep(tmp_path / "empty")
+    (tmp_path / "single" / ".hydra").mkdir(parents=True)
+    with pytest.raises(SweepError, match="single run's directory"):
+        load_sweep(tmp_path / "single")
+    for target, message in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "empty", "no job directories")):
+        result = run_script("scripts/summarize.py", str(target), timeout=120)
+        assert result.returncode != 0
+        assert "summarize.py: error: " in result.stderr and message in result.stderr
+    assert not (tmp_path / "empty" / "results.md").exists()
+
+
+def test_requested_metrics_map_only_in_its_columns_and_unknown_metric_noted(sweep: Path):
+    summary = summarize(load_sweep(sweep), metrics=("test/map_auroc", "test/accuracy"))
+    assert [table.metric for table in summary.tables] == ["test/map_auroc", "test/accuracy"]
+    assert summary.tables[0].columns == [("synthetic", "global")]  # no failures invented for attention=none
+    assert any("no finished job logged 'test/accuracy'" in note for note in summary.notes)
+    accuracy = table(render_markdown(summary), "test/accuracy")
+    assert accuracy[2] == "| vgg | — (n=0, 3 failed) | — (n=0, 3 failed) | — |"
+    assert len(summary.problems) == 12  # every job is listed: 11 without the key, 1 failed
+    with pytest.raises(ValueError, match="no metrics"):
+        summarize(load_sweep(sweep), metrics=())
