@@ -89,7 +89,8 @@ def test_datamodule_batches_are_normalised_and_training_drops_the_last_partial_b
     images, labels = train_batches[0]
     assert images.dtype == torch.uint8 and images.shape == (16, 1, 32, 32) and labels.shape == (16,)
     model_input = module.to_model_input(images, train=False)
-    assert torch.allclose(model_input, images.float() / 255 * 2 - 1)
+    assert torch.allclose(model_input, images.float() / 255)  # the model normalises, after attention
+    assert module.info.mean == [0.5] and module.info.std == [0.5]
     assert len(list(module.val_dataloader())) == 1  # evaluation keeps every image
 
 
@@ -116,10 +117,12 @@ def test_resize_and_channel_helpers():
 
 
 def test_normalization_expands_per_channel():
-    mean, std = Normalization(mean=[0.5], std=[0.25]).tensors(3, torch.device("cpu"))
-    assert mean.shape == (1, 3, 1, 1) and torch.all(std == 0.25)
+    mean, std = Normalization(mean=[0.5], std=[0.25]).per_channel(3)
+    assert mean == [0.5, 0.5, 0.5] and std == [0.25, 0.25, 0.25]
     with pytest.raises(ValueError, match="dataset.normalize.mean has 2 values; give 1 or 3"):
-        Normalization(mean=[0.1, 0.2], std=[1.0]).tensors(3, torch.device("cpu"))
+        Normalization(mean=[0.1, 0.2], std=[1.0]).per_channel(3)
+    with pytest.raises(ValueError, match=r"dataset.normalize.std=\[0.0\] must be positive"):
+        Normalization(mean=[0.5], std=[0.0])
 
 
 def test_augmentation_flips_and_shifts_within_bounds():

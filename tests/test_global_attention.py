@@ -33,6 +33,7 @@ def make_attention(num_train: int = 20, channels: int = 1, image_size: int = SIZ
         mode="multiply",
         regularization=dict(sparsity=0.0, binarization=0.0),
         freeze_after_epochs=None,
+        lr_multiplier=1.0,
     )
 
 

@@ -229,13 +229,13 @@ def test_relative_paths_are_resolved_against_the_launch_directory(tmp_path, monk
     with pytest.raises(DataNotFoundError) as caught:
         medmnist_source("data/elsewhere").load()
     expected = (
-        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (dataset.source.root='data/elsewhere' "
+        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (dataset.root='data/elsewhere' "
         f"resolved against the launch directory {tmp_path})"
     )
     assert expected in str(caught.value)
     with pytest.raises(DataNotFoundError, match=r"fer.csv \(dataset.source.path='fer.csv' resolved against the launch"):
         FER2013Source(path="fer.csv").load()
-    with pytest.raises(DataNotFoundError, match=r"imgs \(dataset.source.root='imgs' resolved against the launch"):
+    with pytest.raises(DataNotFoundError, match=r"imgs \(dataset.root='imgs' resolved against the launch"):
         image_folder("imgs").load()
 
 
@@ -467,7 +467,7 @@ def test_pneumoniamnist_config_builds_a_datamodule_that_serves_batches(tmp_path)
     arrays["train_images"] = np.concatenate([arrays["train_images"]] * 2)
     arrays["train_labels"] = np.concatenate([arrays["train_labels"]] * 2)
     write_npz(tmp_path, "pneumoniamnist.npz", arrays)
-    cfg = compose_config(["dataset=pneumoniamnist", f"dataset.source.root={tmp_path}", "dataset.batch_size=16"])
+    cfg = compose_config(["dataset=pneumoniamnist", f"dataset.root={tmp_path}", "dataset.batch_size=16"])
     datamodule = build_datamodule(cfg.dataset)
     assert isinstance(datamodule, ArrayDataModule)
     datamodule.setup("fit")
@@ -484,14 +484,14 @@ def test_pneumoniamnist_config_builds_a_datamodule_that_serves_batches(tmp_path)
 
 def test_fer2013_and_image_folder_configs_build_datamodules(tmp_path):
     csv_path = write_fer(tmp_path / "fer2013.csv", fer_rows())
-    cfg = compose_config(["dataset=fer2013", f"dataset.source.path={csv_path}", "dataset.batch_size=4", "dataset.image_size=32"])
+    cfg = compose_config(["dataset=fer2013", f"dataset.root={tmp_path}", "dataset.batch_size=4", "dataset.image_size=32"])
     fer = build_datamodule(cfg.dataset)
     fer.setup("fit")
     assert (fer.info.num_classes, fer.info.channels, fer.info.image_size) == (7, 1, 32)
     assert next(iter(fer.val_dataloader()))[0].shape == (5, 1, 32, 32)
     for label, name in enumerate(["x", "y"]):
         write_class_images(tmp_path / "images" / name, label, 10, mode="L")
-    cfg = compose_config(["dataset=image_folder", f"dataset.source.root={tmp_path / 'images'}", "dataset.batch_size=4"])
+    cfg = compose_config(["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.batch_size=4"])
     folder = build_datamodule(cfg.dataset)
     folder.setup("fit")
     assert (folder.info.num_classes, folder.info.channels, folder.info.image_size) == (2, 3, 64)

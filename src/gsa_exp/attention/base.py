@@ -10,6 +10,8 @@ class SpatialAttention(nn.Module):
 
     #: True when the module must see the training split (``prepare``) before it can run.
     needs_training_data: bool = False
+    #: The attention's learning rate is the optimiser's times this (its own parameter group).
+    lr_multiplier: float = 1.0
 
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""

@@ -99,8 +99,12 @@ class GlobalSpatialAttention(SpatialAttention):
         mode: str,
         regularization: dict[str, float],
         freeze_after_epochs: int | None,
+        lr_multiplier: float,
     ) -> None:
         super().__init__()
+        if lr_multiplier <= 0:
+            raise ValueError(f"attention.lr_multiplier={lr_multiplier} must be positive")
+        self.lr_multiplier = float(lr_multiplier)
         if mode not in _MODES:
             raise ValueError(f"attention.mode={mode!r} is not one of {list(_MODES)}")
         if temperature <= 0:

@@ -7,7 +7,9 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-LABEL_KEYS = ("name",)  # labels a choice for tables and logs; not a constructor argument
+# Keys that describe a choice for people and for interpolation (``name`` labels tables and
+# logs, ``root`` is where a data set's files live); not constructor arguments.
+DESCRIPTIVE_KEYS = ("name", "root")
 
 
 def as_container(node: Any) -> Any:
@@ -23,5 +25,5 @@ def instantiate_component(node: Any, **runtime: Any) -> Any:
     ``runtime`` carries what only the data can tell (channels, classes, image size); the
     YAML holds every other argument, so nothing is defaulted silently in code.
     """
-    options = {key: value for key, value in as_container(node).items() if key not in LABEL_KEYS}
+    options = {key: value for key, value in as_container(node).items() if key not in DESCRIPTIVE_KEYS}
     return instantiate(options, **runtime, _convert_="all")

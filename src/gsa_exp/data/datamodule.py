@@ -46,6 +46,9 @@ def collate_batch(batch: Any) -> Any:
 class ArrayDataModule(pl.LightningDataModule):
     """Deterministic preprocessing once at set-up (resize, channels), batched transforms per step.
 
+    Batches reach the model as floats in [0, 1]; the normalisation configured here travels
+    to the model in ``info`` and is applied there, after the attention.
+
     The training split is also the source of the GSA pixel-feature bank (``bank_images``):
     deterministic images, never augmented, never validation or test data.
     """
@@ -79,7 +82,6 @@ class ArrayDataModule(pl.LightningDataModule):
         self.augmentation = Augmentation(**augment)
         self.data: LoadedData | None = None
         self._info: DataInfo | None = None
-        self._normalization_tensors: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     # -- set-up -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -101,6 +103,7 @@ class ArrayDataModule(pl.LightningDataModule):
             )
         self.data = loaded
         num_classes = loaded.train.labels.shape[1] if loaded.task == MULTILABEL else len(loaded.label_names)
+        mean, std = self.normalization.per_channel(channels)
         self._info = DataInfo(
             task=loaded.task,
             num_classes=num_classes,
@@ -108,6 +111,8 @@ class ArrayDataModule(pl.LightningDataModule):
             image_size=self.image_size,
             num_train=len(loaded.train),
             label_names=list(loaded.label_names),
+            mean=mean,
+            std=std,
         )
 
     @property
@@ -155,15 +160,15 @@ class ArrayDataModule(pl.LightningDataModule):
 
     # -- per-batch transforms -----------------------------------------------------------
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
-        """uint8 batch -> normalised float batch (augmented when ``train``), on the batch's device."""
-        key = (images.shape[1], images.device)
-        if key not in self._normalization_tensors:  # built once per device, not copied every step
-            self._normalization_tensors[key] = self.normalization.tensors(*key)
-        mean, std = self._normalization_tensors[key]
+        """uint8 batch -> float batch in [0, 1] (augmented when ``train``), on the batch's device.
+
+        Normalisation is the model's first step (after attention), so attention weighs
+        intensities, where 0 means "nothing here", not distances from the mean.
+        """
         batch = images.to(torch.float32).div_(255.0)
         if train and self.augmentation.active:
             batch = self.augmentation(batch)
-        return batch.sub_(mean).div_(std)
+        return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch

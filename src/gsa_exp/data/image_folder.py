@@ -56,7 +56,7 @@ class ImageFolderSource:
             raise ValueError(f"dataset.source.image_size={image_size} must be a positive integer")
         if not extensions:
             raise ValueError("dataset.source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]")
-        self.root = ResolvedPath.resolve("dataset.source.root", root)
+        self.root = ResolvedPath.resolve("dataset.root", root)
         self.split_ratios = ratios
         self.seed = seed
         self.channels = channels

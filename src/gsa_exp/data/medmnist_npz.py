@@ -40,7 +40,7 @@ class MedMNISTSource:
             raise ValueError(f"dataset.source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
         self.flag = flag
         self.size = size
-        self.root = ResolvedPath.resolve("dataset.source.root", root)
+        self.root = ResolvedPath.resolve("dataset.root", root)
         self.download = download
         self.as_rgb = as_rgb
         info = INFO[flag]

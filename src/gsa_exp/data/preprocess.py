@@ -41,7 +41,7 @@ def match_channels(images: Tensor, channels: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Normalization:
-    """x -> (x / 255 - mean) / std, per channel (one value means every channel)."""
+    """x -> (x - mean) / std for x in [0, 1], per channel (one value means every channel)."""
 
     mean: Sequence[float]
     std: Sequence[float]
@@ -50,11 +50,11 @@ class Normalization:
         if any(s <= 0 for s in self.std):
             raise ValueError(f"dataset.normalize.std={list(self.std)} must be positive")
 
-    def tensors(self, channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        def expand(values: Sequence[float], key: str) -> Tensor:
+    def per_channel(self, channels: int) -> tuple[list[float], list[float]]:
+        def expand(values: Sequence[float], key: str) -> list[float]:
             if len(values) not in (1, channels):
                 raise ValueError(f"dataset.normalize.{key} has {len(values)} values; give 1 or {channels}")
-            return torch.tensor(list(values), dtype=torch.float32, device=device).expand(channels).view(1, -1, 1, 1)
+            return [float(v) for v in values] * (channels // len(values))
 
         return expand(self.mean, "mean"), expand(self.std, "std")
 

@@ -55,6 +55,8 @@ class DataInfo:
     image_size: int
     num_train: int
     label_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=lambda: [0.0])  # per-channel normalisation the model applies
+    std: list[float] = field(default_factory=lambda: [1.0])
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

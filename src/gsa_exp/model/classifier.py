@@ -16,7 +16,7 @@ from gsa_exp.model.metrics import classification_metrics
 
 
 class ImageClassifier(pl.LightningModule):
-    """logits = backbone(attention(images)).
+    """logits = backbone(normalize(attention(images))), images in [0, 1].
 
     Every constructor argument is a plain config dict (saved as hyper-parameters), so
     ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the model with no data at hand:
@@ -44,7 +44,12 @@ class ImageClassifier(pl.LightningModule):
         self.backbone: nn.Module = instantiate_component(
             backbone, in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size
         )
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=loss["label_smoothing"])
+        self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
+        if info.task == MULTICLASS:
+            self.criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=loss["label_smoothing"])
+        else:  # multi-label: one independent yes/no per label
+            self.criterion = nn.BCEWithLogitsLoss()
         self.aux_weight = float(loss["aux_weight"])
         self.train_metrics = classification_metrics(info.task, info.num_classes, "train/")
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
@@ -52,10 +57,13 @@ class ImageClassifier(pl.LightningModule):
 
     # -- inference --------------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor | tuple:
-        return self.backbone(self.attention(images))
+        return self.backbone((self.attention(images) - self.mean) / self.std)
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return logits.softmax(dim=1) if self.data_info.task == MULTICLASS else logits.sigmoid()
+
+    def metric_targets(self, labels: Tensor) -> Tensor:
+        return labels if self.data_info.task == MULTICLASS else labels.long()
 
     # -- steps ------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -67,7 +75,7 @@ class ImageClassifier(pl.LightningModule):
         penalty = self.attention.regularization_loss()
         if penalty is not None:
             loss = loss + penalty
-        self.train_metrics.update(self.probabilities(logits.detach()), labels)
+        self.train_metrics.update(self.probabilities(logits.detach()), self.metric_targets(labels))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
@@ -75,7 +83,7 @@ class ImageClassifier(pl.LightningModule):
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: Any, stage: str) -> None:
         images, labels = batch
         logits, _ = split_outputs(self(images))
-        metrics.update(self.probabilities(logits), labels)
+        metrics.update(self.probabilities(logits), self.metric_targets(labels))
         self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
@@ -90,7 +98,12 @@ class ImageClassifier(pl.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate_component(self.hparams.optimizer, params=self.parameters())
+        base_lr = self.hparams.optimizer["lr"]
+        groups = [
+            {"params": list(self.backbone.parameters())},
+            {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
+        ]
+        optimizer = instantiate_component(self.hparams.optimizer, params=[g for g in groups if g["params"]])
         if self.hparams.scheduler is None:
             return optimizer
         scheduler_config = dict(self.hparams.scheduler)
