@@ -17,6 +17,7 @@ def synthetic(**changes) -> SyntheticLesions:
         num_val=16,
         num_test=16,
         lesion_amplitude=0.25,
+        distractor_amplitude=0.25,
         lesion_sigma=0.045,
         region_radius=0.12,
         max_blobs=3,

@@ -37,6 +37,7 @@ class SyntheticLesions:
         num_val: int,
         num_test: int,
         lesion_amplitude: float,
+        distractor_amplitude: float,
         lesion_sigma: float,
         region_radius: float,
         max_blobs: int,
@@ -58,6 +59,7 @@ class SyntheticLesions:
         self.channels = channels
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.lesion_amplitude = lesion_amplitude
+        self.distractor_amplitude = distractor_amplitude
         self.lesion_sigma = lesion_sigma
         self.region_radius = region_radius
         self.max_blobs = max_blobs
@@ -105,15 +107,20 @@ class SyntheticLesions:
         return pixels.to(torch.uint8)
 
     def _blobs(self, labels: Tensor, rows: Tensor, cols: Tensor, generator: torch.Generator) -> Tensor:
-        """Same blob count in both classes; positives have exactly one blob inside the region."""
+        """Same blob count in both classes; positives have exactly one blob inside the region.
+
+    The lesion (inside the region) may be fainter than the distractors: a network that
+    does not know where to look is drawn to the brighter blobs elsewhere.
+    """
         count = labels.shape[0]
         blob_count = torch.randint(1, self.max_blobs + 1, (count,), generator=generator)
         centres = self._outside_region(count * self.max_blobs, generator).view(count, self.max_blobs, 2)
         inside = self._inside_region(count, generator)
         centres[:, 0] = torch.where(labels.bool().view(-1, 1), inside, centres[:, 0])
         active = torch.arange(self.max_blobs).view(1, -1) < blob_count.view(-1, 1)
-        amplitude = self.lesion_amplitude * (0.8 + 0.4 * torch.rand(count, self.max_blobs, generator=generator))
-        amplitude = amplitude * active
+        peak = torch.full((count, self.max_blobs), self.distractor_amplitude)
+        peak[:, 0] = torch.where(labels.bool(), self.lesion_amplitude, self.distractor_amplitude)
+        amplitude = peak * (0.8 + 0.4 * torch.rand(count, self.max_blobs, generator=generator)) * active
         d2 = (rows.unsqueeze(1) - centres[..., 0, None, None]) ** 2 + (cols.unsqueeze(1) - centres[..., 1, None, None]) ** 2
         return (amplitude[..., None, None] * torch.exp(-d2 / (2 * self.lesion_sigma**2))).sum(dim=1)
 

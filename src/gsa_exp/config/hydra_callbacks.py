@@ -1,0 +1,64 @@
+"""Hydra callbacks: validate before a run directory exists; record how every job ended.
+
+Configured in conf/hydra/default.yaml. A sweep keeps going when one job fails (Hydra's
+launcher runs them all); these callbacks make sure the failure is written down next to
+the job and in the sweep's ``sweep_status.jsonl``, so nothing is lost or silent.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from gsa_exp.config.validation import validate_eval_config, validate_train_config
+
+STATUS_FILE = "status.json"
+ERROR_FILE = "error.txt"
+SWEEP_STATUS_FILE = "sweep_status.jsonl"
+VALIDATORS = {"train": validate_train_config, "eval": validate_eval_config}
+
+
+class ValidateBeforeRun(Callback):
+    """Checks a single run's config before Hydra creates its directory."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        validator = VALIDATORS.get(str(config.get("task_name")))
+        if validator is not None:
+            validator(config)
+
+
+class JobStatusRecorder(Callback):
+    """Writes ``status.json`` (and ``error.txt`` with the traceback on failure) into each job's
+    directory, and one line per job into ``sweep_status.jsonl`` in the sweep directory."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        hydra_cfg = job_return.hydra_cfg.hydra
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        failed = job_return.status == JobStatus.FAILED
+        record: dict[str, Any] = {
+            "job": run_dir.name,
+            "overrides": list(job_return.overrides or []),
+            "status": "failed" if failed else "completed",
+            "run_dir": str(run_dir),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if failed:
+            error = job_return._return_value
+            record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
+        elif isinstance(job_return.return_value, float):
+            record["objective"] = job_return.return_value
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / STATUS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            with open(Path(hydra_cfg.sweep.dir) / SWEEP_STATUS_FILE, "a") as stream:
+                stream.write(json.dumps(record) + "\n")

@@ -1,0 +1,137 @@
+"""Config validation: every check a run needs before it loads data or writes a file, in one place.
+
+Each failure is one line: the key, the bad value and what is allowed. ``ConfigError`` is
+a Hydra "compact" exception, so Hydra prints just that line (no stack trace).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
+
+from gsa_exp.config.instantiate import instantiate_component
+from gsa_exp.model.metrics import METRIC_NAMES
+
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
+MONITOR_MODES = ("min", "max")
+
+
+class ConfigError(CompactHydraException, ValueError):
+    """A config value that cannot work; the message names the key, the value and what is allowed."""
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, throw_on_missing=False)
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"Invalid config: {key}={value!r}: {allowed}")
+
+
+def require_int(cfg: DictConfig, key: str, minimum: int, nullable: bool = False) -> None:
+    value = _value(cfg, key)
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(key, value, f"must be an integer >= {minimum}" + (" or null" if nullable else ""))
+    if value < minimum:
+        _fail(key, value, f"must be >= {minimum}" + (" or null" if nullable else ""))
+
+
+def require_positive_number(cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
+    value = _value(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(key, value, "must be a number " + (">= 0" if allow_zero else "> 0"))
+    if value < 0 or (value == 0 and not allow_zero):
+        _fail(key, value, "must be " + (">= 0" if allow_zero else "> 0"))
+
+
+def require_choice(cfg: DictConfig, key: str, choices: tuple) -> None:
+    value = _value(cfg, key)
+    if value not in choices:
+        _fail(key, value, f"allowed: {', '.join(map(str, choices))}")
+
+
+def require_existing_file(cfg: DictConfig, key: str) -> None:
+    value = _value(cfg, key)
+    if value is None:
+        return
+    path = Path(str(value)).expanduser()
+    resolved = path if path.is_absolute() else Path.cwd() / path
+    if not resolved.is_file():
+        _fail(key, value, f"no such file (looked at {resolved}, relative to the launch directory)")
+
+
+def _component_error(key: str, error: Exception) -> ConfigError:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ConfigError(f"Invalid config: {key}: {message}")
+
+
+def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
+    """Build backbone and attention on the meta device: every option checked, no memory used."""
+    with torch.device("meta"):
+        try:
+            instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
+        except Exception as error:  # the builders' messages already name the key
+            raise _component_error("backbone", error) from error
+        try:
+            instantiate_component(cfg.attention, in_channels=channels, image_size=image_size, num_train=64)
+        except Exception as error:
+            raise _component_error("attention", error) from error
+
+
+def logged_metrics(cfg: DictConfig) -> set[str]:
+    """Every metric a training run logs and a checkpoint callback can monitor."""
+    names = {f"val/{name}" for name in (*METRIC_NAMES, "loss")}
+    names |= {f"train/{name}" for name in METRIC_NAMES} | {"train/loss_epoch"}
+    if _value(cfg, "dataset.name") == "synthetic" and _value(cfg, "attention.name") != "none":
+        names.add("val/map_auroc")  # only the synthetic set knows its region
+    return names
+
+
+def validate_data_options(cfg: DictConfig) -> None:
+    require_int(cfg, "dataset.image_size", 1)
+    require_int(cfg, "dataset.batch_size", 1)
+    require_int(cfg, "dataset.eval_batch_size", 1)
+    require_int(cfg, "dataset.num_workers", 0)
+    require_int(cfg, "dataset.channels", 1, nullable=True)
+
+
+def validate_trainer_options(cfg: DictConfig) -> None:
+    require_int(cfg, "trainer.max_epochs", 1)
+    precision = _value(cfg, "trainer.precision")
+    if str(precision) not in PRECISIONS and precision not in (16, 32, 64, "16", "32", "64", "bf16"):
+        _fail("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Everything ``train.py`` can check before it touches data."""
+    if _value(cfg, "seed") is not None:
+        require_int(cfg, "seed", 0)
+    validate_data_options(cfg)
+    validate_trainer_options(cfg)
+    require_positive_number(cfg, "optimizer.lr")
+    if _value(cfg, "optimizer.weight_decay") is not None:
+        require_positive_number(cfg, "optimizer.weight_decay", allow_zero=True)
+    require_choice(cfg, "monitor.mode", MONITOR_MODES)
+    allowed = logged_metrics(cfg)
+    if _value(cfg, "monitor.metric") not in allowed:
+        _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")
+    require_existing_file(cfg, "ckpt_path")
+    channels = _value(cfg, "dataset.channels") or _value(cfg, "dataset.source.channels") or 3
+    _dry_build(cfg, cfg.dataset.image_size, int(channels))
+
+
+def validate_eval_config(cfg: DictConfig) -> None:
+    """Everything ``eval.py`` can check before it reads the checkpoint."""
+    if not _value(cfg, "ckpt_path"):
+        _fail("ckpt_path", _value(cfg, "ckpt_path"), "give the checkpoint to evaluate: ckpt_path=.../best.ckpt")
+    require_existing_file(cfg, "ckpt_path")
+    if _value(cfg, "dataset") is not None:
+        for key in ("dataset.image_size", "dataset.batch_size", "dataset.eval_batch_size"):
+            if _value(cfg, key) is not None:
+                require_int(cfg, key, 1)
