@@ -8,6 +8,7 @@ the job and in the sweep's ``sweep_status.jsonl``, so nothing is lost or silent.
 from __future__ import annotations
 
 import json
+import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gsa_exp.config.validation import validate_eval_config, validate_train_config
+from gsa_exp.config.validation import ConfigError, validate_eval_config, validate_train_config
 
 STATUS_FILE = "status.json"
 ERROR_FILE = "error.txt"
@@ -27,12 +28,22 @@ VALIDATORS = {"train": validate_train_config, "eval": validate_eval_config}
 
 
 class ValidateBeforeRun(Callback):
-    """Checks a single run's config before Hydra creates its directory."""
+    """Checks a single run's config before Hydra creates its directory.
+
+    Hydra turns exceptions raised by callbacks into warnings, so a bad config ends the
+    process here with its one-line message and exit status 2 (a usage error). Sweep jobs
+    are validated inside the job instead, so one bad combination fails alone.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         validator = VALIDATORS.get(str(config.get("task_name")))
-        if validator is not None:
+        if validator is None:
+            return
+        try:
             validator(config)
+        except ConfigError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            raise SystemExit(2) from error
 
 
 class JobStatusRecorder(Callback):

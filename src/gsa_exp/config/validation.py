@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.instantiate import instantiate_component
@@ -66,8 +66,12 @@ def require_existing_file(cfg: DictConfig, key: str) -> None:
         _fail(key, value, f"no such file (looked at {resolved}, relative to the launch directory)")
 
 
-def _component_error(key: str, error: Exception) -> ConfigError:
+def _component_error(key: str, error: BaseException) -> ConfigError:
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:  # the builder's own message
+        error = error.__cause__
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if message.startswith(f"{key}.") or message.startswith("dataset."):
+        return ConfigError(f"Invalid config: {message}")
     return ConfigError(f"Invalid config: {key}: {message}")
 
 

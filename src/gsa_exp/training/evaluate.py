@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gsa_exp.config.validation import validate_eval_config
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import AttentionMapMonitor, RunConfigInCheckpoint
@@ -45,6 +46,7 @@ def dataset_config(cfg: DictConfig, trained: dict) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` and write ``metrics.json`` into this evaluation's run directory."""
+    validate_eval_config(cfg)
     checkpoint_path = resolve_checkpoint(cfg.get("ckpt_path"))
     output_dir = Path(cfg.paths.output_dir)
     log.info("Evaluating %s; run directory: %s", checkpoint_path, output_dir)

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from gsa_exp.config.validation import validate_train_config
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 from gsa_exp.training.callbacks import RunConfigInCheckpoint
 from gsa_exp.training.outputs import METRICS_FILE, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
@@ -25,6 +26,7 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one configuration; returns the final validation and test metrics of the best model."""
+    validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", output_dir)
     if cfg.seed is not None:  # seed=0 is a seed too
