@@ -20,9 +20,9 @@ from gsa_exp.config.resolvers import register_resolvers  # noqa: E402
 
 register_resolvers()
 
-# A data set small enough for a CPU test: 48 training images of 32 x 32.
+# A data set small enough for a CPU test: 80 training images of 32 x 32 (the default GSA bank keeps 64 components).
 TINY_DATA = [
-    "dataset.source.num_train=48",
+    "dataset.source.num_train=80",
     "dataset.source.num_val=32",
     "dataset.source.num_test=32",
     "dataset.batch_size=16",

@@ -14,7 +14,7 @@ from gsa_exp.config.resolvers import claim_directory, job_directory, readable_na
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 
-INFO = DataInfo(task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=48, label_names=["a", "b"])
+INFO = DataInfo(task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=80, label_names=["a", "b"])
 
 
 def choices(group: str) -> list[str]:
@@ -136,7 +136,7 @@ def test_dataset_choice_instantiates(choice):
 def test_synthetic_choice_loads():
     datamodule = build_datamodule(compose_config(["dataset=synthetic", *TINY_DATA]).dataset)
     datamodule.setup("fit")
-    assert datamodule.info.num_train == 48
+    assert datamodule.info.num_train == 80
 
 
 @pytest.mark.parametrize("choice", choices("debug"))

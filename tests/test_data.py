@@ -40,6 +40,7 @@ def datamodule(source=None, **changes) -> ArrayDataModule:
         pin_memory=False,
         normalize=dict(mean=[0.5], std=[0.5]),
         augment=dict(hflip=False, max_shift=0),
+        shuffle_seed=0,
     )
     options.update(changes)
     return ArrayDataModule(**options)

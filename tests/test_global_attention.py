@@ -209,6 +209,7 @@ def test_bank_holds_training_images_only():
         pin_memory=False,
         normalize=dict(mean=[0.5], std=[0.5]),
         augment=dict(hflip=False, max_shift=0),
+        shuffle_seed=0,
     )
     datamodule.setup("fit")
     attention = make_attention(num_train=24, standardize=False)
@@ -290,5 +291,7 @@ def test_bank_option_errors_name_the_key():
         build_bank(*random_images(4), BankOptions(**bank_options(components=500)))
     with pytest.raises(ValueError, match=r"attention.bank.num_images=0"):
         BankOptions(**bank_options(num_images=0))
-    with pytest.raises(ValueError, match=r"attention.bank.source='batch' is not supported"):
+    with pytest.raises(ValueError, match=r"attention.bank.source='test' is not supported"):
+        BankOptions(**bank_options(source="test"))
+    with pytest.raises(ValueError, match=r"attention.bank.batch_size=None must be a positive integer"):
         BankOptions(**bank_options(source="batch"))

@@ -89,6 +89,7 @@ def test_a_multilabel_model_trains_with_bce_and_per_label_metrics(tmp_path):
         pin_memory=False,
         normalize=dict(mean=[0.5], std=[0.5]),
         augment=dict(hflip=False, max_shift=0),
+        shuffle_seed=0,
     )
     datamodule.setup("fit")
     info = datamodule.info

@@ -7,6 +7,10 @@ the pixel classifier runs as 1x1 convolutions.
 
 Everything here works in chunks of images so that building the bank never needs more
 temporary memory than the bank itself plus one chunk.
+
+``source=batch`` is the other reading: the features of a pixel are its intensities in the
+images of the current mini-batch (``batch_bank``), so K = batch_size x C is fixed by the
+batch size and nothing is stored.
 """
 
 from __future__ import annotations
@@ -17,22 +21,30 @@ import torch
 from torch import Tensor
 
 _EPS = 1e-6
+SOURCES = ("train", "batch")
 
 
 @dataclass(frozen=True)
 class BankOptions:
     """How the bank is built (``attention.bank`` in the config)."""
 
-    source: str  # "train": a fixed bank from the training split
-    num_images: int | None  # class-stratified subset size; None = every training image
-    components: int | None  # PCA compression to this many components; None = raw intensities
+    source: str  # "train": a fixed bank from the training split | "batch": the current mini-batch
+    num_images: int | None  # class-stratified subset size; None = every training image (source=train)
+    components: int | None  # PCA compression to this many components; None = raw intensities (source=train)
     standardize: bool  # centre and scale every feature (bank row) over the pixels
-    chunk_size: int  # images converted at a time while building
-    seed: int  # seeds the stratified subset
+    chunk_size: int  # images converted at a time while building (source=train)
+    seed: int  # seeds the stratified subset (source=train)
+    batch_size: int | None = None  # source=batch: the fixed number of images per batch (older configs lack it)
 
     def __post_init__(self) -> None:
-        if self.source != "train":
-            raise ValueError(f"attention.bank.source={self.source!r} is not supported; allowed: 'train'")
+        if self.source not in SOURCES:
+            raise ValueError(f"attention.bank.source={self.source!r} is not supported; allowed: {list(SOURCES)}")
+        if self.source == "batch":
+            if self.batch_size is None or self.batch_size < 1:
+                raise ValueError(
+                    f"attention.bank.batch_size={self.batch_size} must be a positive integer with "
+                    "attention.bank.source=batch (the fixed batch size; set it to dataset.batch_size)"
+                )
         if self.num_images is not None and self.num_images < 1:
             raise ValueError(f"attention.bank.num_images={self.num_images} must be a positive integer or null (all)")
         if self.components is not None and self.components < 1:
@@ -47,6 +59,8 @@ def selected_image_count(num_train: int, num_images: int | None) -> int:
 
 def bank_depth(num_train: int, channels: int, options: BankOptions) -> int:
     """Number of bank rows K, known before any image is read (it sizes the classifier)."""
+    if options.source == "batch":
+        return options.batch_size * channels
     if options.components is not None:
         return options.components + 1  # the mean image plus the principal components
     return selected_image_count(num_train, options.num_images) * channels
@@ -77,22 +91,56 @@ def stratified_subset(labels: Tensor, count: int, seed: int) -> Tensor:
     return torch.sort(torch.cat(chosen)).values
 
 
-def _rows(images: Tensor, indices: Tensor, standardize: bool) -> Tensor:
-    """Bank rows (one per image channel) for some images, as float32 in [0, 1], optionally standardised."""
-    chunk = images[indices].to(torch.float32).div_(255.0)
-    rows = chunk.reshape(chunk.shape[0] * chunk.shape[1], -1)
+# A chunk of the selected images: a slice when every image is selected (a view, no copy), else indices.
+Chunk = Tensor | slice
+
+
+def _rows(images: Tensor, chunk: Chunk, standardize: bool, out: Tensor | None = None) -> Tensor:
+    """Bank rows (one per image channel) for some images, as float32 in [0, 1], optionally standardised.
+
+    Written into ``out`` when given. Standardising removes any common scale, so standardised
+    rows are computed from the raw 0..255 values (one pass fewer); the result is the same.
+    """
+    selected = images[chunk]
+    selected = selected.reshape(selected.shape[0] * selected.shape[1], -1)
+    rows = selected.to(torch.float32) if out is None else out.copy_(selected)
     if standardize:
-        _standardize_rows_(rows)
+        _standardize_rows_(rows, scale=255.0)
+    else:
+        rows.div_(255.0)
     return rows
 
 
-def _standardize_rows_(rows: Tensor) -> None:
+def _standardize_rows_(rows: Tensor, scale: float = 1.0) -> None:
+    """Zero mean and unit (unbiased) std per row, in place; ``scale``: the rows' values are this times [0, 1] units.
+
+    Constant rows (std below 1e-6 in [0, 1] units) become zero rows. The std is the norm of
+    the centred row (two passes, vectorised), much faster than ``Tensor.std``.
+    """
     rows -= rows.mean(dim=1, keepdim=True)
-    rows /= rows.std(dim=1, keepdim=True).clamp_min(_EPS)
+    std = torch.linalg.vector_norm(rows, dim=1, keepdim=True).div_(max(rows.shape[1] - 1, 1) ** 0.5)
+    rows /= std.clamp_min_(_EPS * scale)
 
 
-def _chunks(indices: Tensor, chunk_size: int) -> list[Tensor]:
+def batch_bank(images: Tensor, standardize: bool) -> Tensor:
+    """The 1 x (B * C) x H x W bank of ``source=batch``: a float batch's own intensities, as rows."""
+    height, width = images.shape[-2:]
+    rows = images.detach().reshape(-1, height * width).clone()
+    if standardize:
+        _standardize_rows_(rows)
+    return rows.reshape(1, -1, height, width)
+
+
+def _chunks(indices: Tensor, total: int, chunk_size: int) -> list[Chunk]:
+    """``indices`` (sorted, unique) in chunks; slices when they are every one of the ``total`` images."""
+    if indices.numel() == total:
+        return [slice(start, min(start + chunk_size, total)) for start in range(0, total, chunk_size)]
     return list(torch.split(indices, chunk_size))
+
+
+def _chunk_rows(chunk: Chunk, channels: int) -> int:
+    count = chunk.stop - chunk.start if isinstance(chunk, slice) else chunk.numel()
+    return count * channels
 
 
 def build_bank(images: Tensor, labels: Tensor, options: BankOptions) -> Tensor:
@@ -113,10 +161,10 @@ def _raw_bank(images: Tensor, indices: Tensor, options: BankOptions) -> Tensor:
     channels, pixels = images.shape[1], images.shape[2] * images.shape[3]
     bank = torch.empty(indices.numel() * channels, pixels, dtype=torch.float32)
     row = 0
-    for chunk in _chunks(indices, options.chunk_size):
-        rows = _rows(images, chunk, options.standardize)
-        bank[row : row + rows.shape[0]] = rows
-        row += rows.shape[0]
+    for chunk in _chunks(indices, images.shape[0], options.chunk_size):
+        size = _chunk_rows(chunk, channels)
+        _rows(images, chunk, options.standardize, out=bank[row : row + size])  # converted in place
+        row += size
     return bank
 
 
@@ -127,7 +175,8 @@ def _compressed_bank(images: Tensor, indices: Tensor, options: BankOptions) -> T
     weight vector lies in the span of the kept principal directions (and the all-ones
     direction); with every component kept, the two are the same family of maps.
     The decomposition uses the Gram matrix of the smaller side (pixels x pixels or
-    rows x rows), accumulated chunk by chunk in float64.
+    rows x rows), accumulated chunk by chunk in float64; the pixel-side one needs a single
+    pass over the images (chunk means and Grams combined as they come).
     """
     rows_total = indices.numel() * images.shape[1]
     pixels = images.shape[2] * images.shape[3]
@@ -137,35 +186,46 @@ def _compressed_bank(images: Tensor, indices: Tensor, options: BankOptions) -> T
             f"attention.bank.components={options.components} exceeds min(images x channels, H x W) = {limit}; "
             f"use at most {limit}"
         )
-    mean = torch.zeros(pixels, dtype=torch.float64)
-    for chunk in _chunks(indices, options.chunk_size):
-        mean += _rows(images, chunk, options.standardize).sum(dim=0, dtype=torch.float64)
-    mean /= rows_total
+    chunks = _chunks(indices, images.shape[0], options.chunk_size)
     if pixels <= rows_total:
-        components = _components_from_pixel_gram(images, indices, options, mean)
+        mean, components = _components_from_pixel_gram(images, chunks, options)
     else:
-        components = _components_from_row_gram(images, indices, options, mean)
+        mean = torch.zeros(pixels, dtype=torch.float64)
+        for chunk in chunks:
+            mean += _rows(images, chunk, options.standardize).sum(dim=0, dtype=torch.float64)
+        mean /= rows_total
+        components = _components_from_row_gram(images, chunks, options, mean)
     bank = torch.cat([mean.to(torch.float32).unsqueeze(0), components])
     if options.standardize:
         _standardize_rows_(bank)
     return bank
 
 
-def _components_from_pixel_gram(images: Tensor, indices: Tensor, options: BankOptions, mean: Tensor) -> Tensor:
-    pixels = mean.numel()
+def _components_from_pixel_gram(images: Tensor, chunks: list[Chunk], options: BankOptions) -> tuple[Tensor, Tensor]:
+    """Mean row and top components in one pass: each chunk is centred on its own mean and
+    its Gram merged into the running one (the pairwise update of Chan, Golub and LeVeque)."""
+    pixels = images.shape[2] * images.shape[3]
+    mean = torch.zeros(pixels, dtype=torch.float64)
     gram = torch.zeros(pixels, pixels, dtype=torch.float64)
-    for chunk in _chunks(indices, options.chunk_size):
-        centred = _rows(images, chunk, options.standardize).double() - mean
+    count = 0
+    for chunk in chunks:
+        rows = _rows(images, chunk, options.standardize)
+        size = rows.shape[0]
+        chunk_mean = rows.mean(dim=0, dtype=torch.float64)
+        centred = rows.double().sub_(chunk_mean)
         gram.addmm_(centred.T, centred)
+        delta = chunk_mean - mean
+        gram.addr_(delta, delta, alpha=count * size / (count + size))
+        mean.add_(delta, alpha=size / (count + size))
+        count += size
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     top = torch.argsort(eigenvalues, descending=True)[: options.components]
     scale = eigenvalues[top].clamp_min(0).sqrt()
-    return (eigenvectors[:, top] * scale).T.to(torch.float32)
+    return mean, (eigenvectors[:, top] * scale).T.to(torch.float32)
 
 
-def _components_from_row_gram(images: Tensor, indices: Tensor, options: BankOptions, mean: Tensor) -> Tensor:
-    chunks = _chunks(indices, options.chunk_size)
-    sizes = [chunk.numel() * images.shape[1] for chunk in chunks]
+def _components_from_row_gram(images: Tensor, chunks: list[Chunk], options: BankOptions, mean: Tensor) -> Tensor:
+    sizes = [_chunk_rows(chunk, images.shape[1]) for chunk in chunks]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     total = sum(sizes)
     gram = torch.zeros(total, total, dtype=torch.float64)

@@ -12,12 +12,30 @@ class SpatialAttention(nn.Module):
     needs_training_data: bool = False
     #: The attention's learning rate is the optimiser's times this (its own parameter group).
     lr_multiplier: float = 1.0
+    #: True when every image gets its own map (local attention); False when the map is shared.
+    image_specific: bool = False
+
+    @property
+    def fixed_batch_size(self) -> int | None:
+        """The only batch size the module accepts, or None when any size works."""
+        return None
+
+    def attach(self, backbone: nn.Module) -> None:
+        """Called once by the model with its backbone; variants that act inside it hook in here."""
 
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""
 
     def shared_map(self) -> Tensor | None:
-        """The one H x W map applied to every image, or None when maps are image-specific."""
+        """The one H x W map applied to every image, or None when maps differ between images or batches."""
+        return None
+
+    def last_image_maps(self) -> Tensor | None:
+        """The H x W map each image of the last evaluation forward got (B x H x W, detached).
+
+        None for variants that answer ``shared_map()`` (and for no attention); the others
+        record their maps in eval mode only, so training pays nothing for it.
+        """
         return None
 
     def regularization_loss(self) -> Tensor | None:

@@ -4,6 +4,15 @@ The map is the decision function of a pixel classifier ("important" vs "unimport
 pixel) whose input is the pixel-feature bank (see ``bank.py``). Because the map depends
 on parameters only, it is computed once per training step and cached in eval mode, so
 inference costs one element-wise multiply.
+
+With ``bank.source=batch`` (the paper's original form) the bank is the current batch's
+own intensities, so the map is recomputed for every batch and shared by that batch's
+images only. Every batch must then hold exactly ``bank.batch_size`` images: training drops
+incomplete batches, and evaluation goes through ``ImageClassifier.infer``, which cuts
+evaluation batches into batches of that size and completes a short last one with the
+images evaluated just before it (their outputs are discarded). There is no one map in this
+mode: ``shared_map()`` is None, and the map a run reports is the mean, over the evaluated
+images, of their batches' maps (``last_image_maps``).
 """
 
 from __future__ import annotations
@@ -14,10 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gsa_exp.attention.bank import BankOptions, bank_depth, build_bank
-from gsa_exp.attention.base import SpatialAttention
+from gsa_exp.attention.bank import BankOptions, bank_depth, batch_bank, build_bank
+from gsa_exp.attention.learned_map import LearnedMapAttention, RegularizationOptions, apply_gate
 
-_MODES = ("multiply", "residual")
+__all__ = ["BankConv2d", "GlobalSpatialAttention", "PixelClassifierOptions", "RegularizationOptions"]
+
 _CLASSIFIERS = ("linear", "mlp")
 
 
@@ -39,20 +49,16 @@ class PixelClassifierOptions:
             raise ValueError(f"attention.classifier.kernel_size={self.kernel_size} must be a positive odd integer")
 
 
-@dataclass(frozen=True)
-class RegularizationOptions:
-    """Optional terms that make the important/unimportant boundary crisp (``attention.regularization``)."""
-
-    sparsity: float  # weight of mean(A): prefers attending to few pixels
-    binarization: float  # weight of mean(A * (1 - A)): prefers values near 0 or 1
-
-
 class BankConv2d(nn.Conv2d):
     """The convolution that reads the bank, optionally with its weights scaled by 1 / sqrt(fan-in).
 
     With Adam every weight moves by about the learning rate per step, so an unscaled
     logit over K bank rows moves ~K times faster than one weight: with thousands of
     images the map jumps about. Scaling by 1 / sqrt(K) keeps it on the backbone's pace.
+
+    A 1x1 convolution over the one bank "image" is a single matrix product
+    (out x K) @ (K x H*W): computed as such, it skips the convolution library's layout
+    conversions of the whole bank, forward and backward (the same numbers, several times faster on CPUs).
     """
 
     def __init__(self, depth: int, out_channels: int, kernel_size: int, normalize_fan_in: bool) -> None:
@@ -60,7 +66,14 @@ class BankConv2d(nn.Conv2d):
         self.weight_scale = (depth * kernel_size * kernel_size) ** -0.5 if normalize_fan_in else 1.0
 
     def forward(self, bank: Tensor) -> Tensor:
-        return self._conv_forward(bank, self.weight * self.weight_scale, self.bias)
+        weight = self.weight * self.weight_scale
+        if self.kernel_size != (1, 1) or bank.shape[0] != 1:
+            return self._conv_forward(bank, weight, self.bias)
+        _, depth, height, width = bank.shape
+        rows = bank.reshape(depth, height * width)
+        weight = weight.reshape(self.out_channels, depth)
+        logits = weight @ rows if self.bias is None else torch.addmm(self.bias.unsqueeze(1), weight, rows)
+        return logits.reshape(1, self.out_channels, height, width)
 
 
 def build_pixel_classifier(depth: int, options: PixelClassifierOptions, init_bias: float) -> nn.Sequential:
@@ -81,10 +94,8 @@ def build_pixel_classifier(depth: int, options: PixelClassifierOptions, init_bia
     return nn.Sequential(*layers)
 
 
-class GlobalSpatialAttention(SpatialAttention):
+class GlobalSpatialAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), with A = sigmoid(g_theta(bank) / temperature) shared by all images."""
-
-    needs_training_data = True
 
     def __init__(
         self,
@@ -101,33 +112,35 @@ class GlobalSpatialAttention(SpatialAttention):
         freeze_after_epochs: int | None,
         lr_multiplier: float,
     ) -> None:
-        super().__init__()
-        if lr_multiplier <= 0:
-            raise ValueError(f"attention.lr_multiplier={lr_multiplier} must be positive")
-        self.lr_multiplier = float(lr_multiplier)
-        if mode not in _MODES:
-            raise ValueError(f"attention.mode={mode!r} is not one of {list(_MODES)}")
-        if temperature <= 0:
-            raise ValueError(f"attention.temperature={temperature} must be positive")
-        if freeze_after_epochs is not None and freeze_after_epochs < 0:
-            raise ValueError(f"attention.freeze_after_epochs={freeze_after_epochs} must be >= 0 or null")
+        super().__init__(
+            temperature=temperature,
+            mode=mode,
+            regularization=regularization,
+            freeze_after_epochs=freeze_after_epochs,
+            lr_multiplier=lr_multiplier,
+        )
         self.bank_options = BankOptions(**bank)
         self.classifier_options = PixelClassifierOptions(**classifier)
-        self.regularization = RegularizationOptions(**regularization)
-        self.temperature = float(temperature)
-        self.mode = mode
-        self.freeze_after_epochs = freeze_after_epochs
         self.image_size = image_size
+        self.batch_source = self.bank_options.source == "batch"
+        self.needs_training_data = not self.batch_source  # a fixed bank is built from the training split
         depth = bank_depth(num_train, in_channels, self.bank_options)
-        self.register_buffer("bank", torch.zeros(depth, image_size, image_size))
+        if not self.batch_source:
+            self.register_buffer("bank", torch.zeros(depth, image_size, image_size))
         self.classifier = build_pixel_classifier(depth, self.classifier_options, init_bias)
-        self._bank_ready = False
+        self._bank_ready = self.batch_source
         self._cached_map: tuple[tuple, Tensor] | None = None
-        self._step_map: Tensor | None = None  # the map of the current training step, reused by the regulariser
+        self._batch_map: Tensor | None = None  # source=batch: the map of the last evaluation batch
         self.register_load_state_dict_post_hook(_mark_bank_ready)
+
+    @property
+    def fixed_batch_size(self) -> int | None:
+        return self.bank_options.batch_size if self.batch_source else None
 
     # -- data -------------------------------------------------------------------------
     def prepare(self, images: Tensor, labels: Tensor) -> None:
+        if self.batch_source:
+            return  # the bank is each batch's own pixels
         if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
                 f"global attention was built for {self.image_size}x{self.image_size} images but the training "
@@ -142,9 +155,10 @@ class GlobalSpatialAttention(SpatialAttention):
 
     # -- the map ----------------------------------------------------------------------
     def compute_map(self) -> Tensor:
-        """A fresh 1 x 1 x H x W map from the current parameters."""
-        logits = self.classifier(self.bank.unsqueeze(0))
-        return torch.sigmoid(logits / self.temperature)
+        """A fresh 1 x 1 x H x W map from the current parameters and the fixed bank (source=train)."""
+        if self.batch_source:
+            raise RuntimeError("global attention with attention.bank.source=batch has no fixed bank: its map is per batch")
+        return self.gate(self.classifier(self.bank.unsqueeze(0)))
 
     def attention_map(self) -> Tensor:
         """The map, recomputed in training and cached in eval until a parameter changes."""
@@ -155,8 +169,8 @@ class GlobalSpatialAttention(SpatialAttention):
             )
         if self.training or torch.is_grad_enabled():
             self._cached_map = None
-            self._step_map = self.compute_map()
-            return self._step_map
+            self._step_maps = [self.compute_map()]
+            return self._step_maps[0]
         key = self._cache_key()
         if self._cached_map is None or self._cached_map[0] != key:
             self._cached_map = (key, self.compute_map())
@@ -168,32 +182,43 @@ class GlobalSpatialAttention(SpatialAttention):
             torch.is_autocast_enabled(),
         )
 
-    def shared_map(self) -> Tensor:
+    def batch_map(self, images: Tensor) -> Tensor:
+        """source=batch: the 1 x 1 x H x W map of this batch, from its own pixels."""
+        expected = self.bank_options.batch_size
+        if images.shape[0] != expected:
+            raise ValueError(
+                f"global attention with attention.bank.source=batch reads its pixel features from batches of exactly "
+                f"attention.bank.batch_size={expected} images, but got a batch of {images.shape[0]}; set "
+                f"dataset.batch_size={expected} (or attention.bank.batch_size and dataset.batch_size to one new "
+                "value), and evaluate through ImageClassifier.infer, which completes short batches"
+            )
+        attention = self.gate(self.classifier(batch_bank(images, self.bank_options.standardize)))
+        self._step_maps = []
+        self.remember(attention)
+        self._batch_map = None if self.training else attention.detach()
+        return attention
+
+    def shared_map(self) -> Tensor | None:
+        if self.batch_source:
+            return None  # one map per batch: see last_image_maps
         with torch.no_grad():
             return self.compute_map()[0, 0]
 
+    def last_image_maps(self) -> Tensor | None:
+        if self._batch_map is None:
+            return None
+        return self._batch_map[0, 0].expand(self.bank_options.batch_size, -1, -1)
+
     def forward(self, images: Tensor) -> Tensor:
+        if self.batch_source:
+            return apply_gate(images, self.batch_map(images), self.mode)
         attention = self.attention_map()
         if images.shape[-2:] != attention.shape[-2:]:
             raise ValueError(
                 f"images of {images.shape[-2]}x{images.shape[-1]} do not fit the global attention map of "
                 f"{attention.shape[-2]}x{attention.shape[-1]}; set dataset.image_size={self.image_size}"
             )
-        if self.mode == "residual":
-            return images * (1 + attention)
-        return images * attention
-
-    # -- training extras --------------------------------------------------------------
-    def regularization_loss(self) -> Tensor | None:
-        weights = self.regularization
-        if (weights.sparsity == 0 and weights.binarization == 0) or self._step_map is None:
-            return None
-        attention = self._step_map
-        return weights.sparsity * attention.mean() + weights.binarization * (attention * (1 - attention)).mean()
-
-    def on_train_epoch_start(self, epoch: int) -> None:
-        frozen = self.freeze_after_epochs is not None and epoch >= self.freeze_after_epochs
-        self.classifier.requires_grad_(not frozen)
+        return apply_gate(images, attention, self.mode)
 
 
 def _mark_bank_ready(module: nn.Module, incompatible_keys: Any) -> None:

@@ -14,6 +14,7 @@ from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.instantiate import instantiate_component
+from gsa_exp.model.classifier import NONFINITE_POLICIES
 from gsa_exp.model.metrics import METRIC_NAMES
 
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
@@ -79,13 +80,37 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
     """Build backbone and attention on the meta device: every option checked, no memory used."""
     with torch.device("meta"):
         try:
-            instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
+            backbone = instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
         except Exception as error:  # the builders' messages already name the key
             raise _component_error("backbone", error) from error
         try:
-            instantiate_component(cfg.attention, in_channels=channels, image_size=image_size, num_train=64)
+            attention = instantiate_component(cfg.attention, in_channels=channels, image_size=image_size, num_train=64)
+            attention.attach(backbone)  # local attention with placement=stages hooks into the backbone
         except Exception as error:
             raise _component_error("attention", error) from error
+
+
+def validate_batch_bank(cfg: DictConfig) -> None:
+    """Global attention with ``bank.source=batch`` reads its features from batches of one fixed size."""
+    if _value(cfg, "attention.bank.source") != "batch":
+        return
+    require_int(cfg, "attention.bank.batch_size", 1)
+    fixed, batch = _value(cfg, "attention.bank.batch_size"), _value(cfg, "dataset.batch_size")
+    if fixed != batch:
+        _fail(
+            "attention.bank.batch_size",
+            fixed,
+            f"must equal dataset.batch_size={batch} with attention.bank.source=batch (the map is computed from "
+            "each batch's own pixels); set both to the same value",
+        )
+    eval_batch = _value(cfg, "dataset.eval_batch_size")
+    if eval_batch % fixed:
+        _fail(
+            "dataset.eval_batch_size",
+            eval_batch,
+            f"must be a multiple of attention.bank.batch_size={fixed} with attention.bank.source=batch "
+            f"(evaluation runs in batches of exactly {fixed} images), e.g. {fixed * max(1, eval_batch // fixed)}",
+        )
 
 
 def logged_metrics(cfg: DictConfig) -> set[str]:
@@ -121,11 +146,16 @@ def validate_train_config(cfg: DictConfig) -> None:
     require_positive_number(cfg, "optimizer.lr")
     if _value(cfg, "optimizer.weight_decay") is not None:
         require_positive_number(cfg, "optimizer.weight_decay", allow_zero=True)
+    require_choice(cfg, "loss.nonfinite", NONFINITE_POLICIES)
+    smoothing = _value(cfg, "loss.label_smoothing")
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        _fail("loss.label_smoothing", smoothing, "must be in [0, 1)")
     require_choice(cfg, "monitor.mode", MONITOR_MODES)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
         _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")
     require_existing_file(cfg, "ckpt_path")
+    validate_batch_bank(cfg)
     channels = _value(cfg, "dataset.channels") or _value(cfg, "dataset.source.channels") or 3
     _dry_build(cfg, cfg.dataset.image_size, int(channels))
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
 
@@ -65,6 +66,7 @@ class ArrayDataModule(pl.LightningDataModule):
         pin_memory: bool,
         normalize: dict[str, list[float]],
         augment: dict[str, Any],
+        shuffle_seed: int | None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -80,8 +82,10 @@ class ArrayDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.normalization = Normalization(**normalize)
         self.augmentation = Augmentation(**augment)
+        self.shuffle_seed = shuffle_seed
         self.data: LoadedData | None = None
         self._info: DataInfo | None = None
+        self._train_batches_to_skip = 0  # set when resuming mid-epoch from a checkpoint
 
     # -- set-up -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -138,10 +142,16 @@ class ArrayDataModule(pl.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------
     def _loader(self, name: str, train: bool) -> DataLoader:
+        dataset = UInt8ImageDataset(self.split(name))
+        sampler = None
+        if train:
+            sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed)
+            sampler.skip_next(self._train_batches_to_skip * self.batch_size)
+            self._train_batches_to_skip = 0
         return DataLoader(
-            UInt8ImageDataset(self.split(name)),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,  # BatchNorm cannot train on a batch of one
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -157,6 +167,18 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+    # -- checkpointed position ----------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        """How many batches of the current epoch are done, so a resumed run skips exactly those."""
+        done = 0
+        if self.trainer is not None and self.trainer.training:
+            completed = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            done = completed if completed < self.trainer.num_training_batches else 0
+        return {"train_batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._train_batches_to_skip = int(state_dict.get("train_batches_done", 0))
 
     # -- per-batch transforms -----------------------------------------------------------
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:

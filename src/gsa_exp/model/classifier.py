@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,12 +16,27 @@ from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.metrics import classification_metrics
 
 
+log = logging.getLogger(__name__)
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
 class ImageClassifier(pl.LightningModule):
     """logits = backbone(normalize(attention(images))), images in [0, 1].
 
     Every constructor argument is a plain config dict (saved as hyper-parameters), so
     ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the model with no data at hand:
     the GSA bank travels in the state dict.
+
+    The attention sees only the input, with one exception: once both are built, the model
+    hands the backbone to ``attention.attach``. Variants that act inside the backbone
+    (local attention with ``placement=stages``: CBAM blocks after every stage) create their
+    blocks there and register forward hooks on the stage modules; the others do nothing.
+    The blocks belong to the attention module (its parameter group, ``attention.`` keys in
+    the state dict), and the hooks are registered again whenever the model is rebuilt.
     """
 
     def __init__(
@@ -44,6 +60,9 @@ class ImageClassifier(pl.LightningModule):
         self.backbone: nn.Module = instantiate_component(
             backbone, in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size
         )
+        self.attention.attach(self.backbone)
+        self.attention_maps: Tensor | None = None  # per-image maps of the last infer() call (see there)
+        self._preceding: Tensor | None = None  # fixed-batch variants: images that complete a short batch
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
         if info.task == MULTICLASS:
@@ -51,6 +70,9 @@ class ImageClassifier(pl.LightningModule):
         else:  # multi-label: one independent yes/no per label
             self.criterion = nn.BCEWithLogitsLoss()
         self.aux_weight = float(loss["aux_weight"])
+        if loss["nonfinite"] not in NONFINITE_POLICIES:
+            raise ValueError(f"loss.nonfinite={loss['nonfinite']!r} is not one of {list(NONFINITE_POLICIES)}")
+        self.nonfinite = loss["nonfinite"]
         self.train_metrics = classification_metrics(info.task, info.num_classes, "train/")
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
@@ -59,6 +81,47 @@ class ImageClassifier(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor | tuple:
         return self.backbone((self.attention(images) - self.mean) / self.std)
 
+    def infer(self, images: Tensor) -> Tensor:
+        """Main logits of any number of images, for evaluation and figures.
+
+        Also sets ``attention_maps``: the map each of these images got (N x H x W), or None
+        for variants with one shared map (``attention.shared_map()``).
+
+        Variants that accept only batches of exactly n images (global attention with
+        ``bank.source=batch``) get such batches: the images are cut into consecutive
+        chunks of n, and a short chunk is completed with the images evaluated just before
+        it in this evaluation loop (with repeats of its own images when fewer came before,
+        i.e. the whole split is smaller than n); the outputs of the completing images are
+        discarded. Every image is thus evaluated once, in a batch of n images of its own
+        split, and the result does not depend on the evaluation batch size as long as it
+        is a multiple of n (checked by the config validation). ``reset_eval_context``
+        starts a new loop.
+        """
+        size = self.attention.fixed_batch_size
+        if size is None:
+            logits, _ = split_outputs(self(images))
+            self.attention_maps = self.attention.last_image_maps()
+            return logits
+        logits, maps = [], []
+        for chunk in images.split(size):
+            count = chunk.shape[0]
+            context = chunk if self._preceding is None else torch.cat([self._preceding, chunk])
+            batch = context
+            while batch.shape[0] < size:
+                batch = torch.cat([context, batch])
+            chunk_logits, _ = split_outputs(self(batch[-size:]))
+            logits.append(chunk_logits[-count:])
+            chunk_maps = self.attention.last_image_maps()
+            if chunk_maps is not None:
+                maps.append(chunk_maps[-count:])
+            self._preceding = context[-(size - 1) :].detach() if size > 1 else None
+        self.attention_maps = torch.cat(maps) if maps else None
+        return torch.cat(logits)
+
+    def reset_eval_context(self) -> None:
+        """Forget the images of the previous evaluation loop (see ``infer``)."""
+        self._preceding = None
+
     def probabilities(self, logits: Tensor) -> Tensor:
         return logits.softmax(dim=1) if self.data_info.task == MULTICLASS else logits.sigmoid()
 
@@ -66,7 +129,7 @@ class ImageClassifier(pl.LightningModule):
         return labels if self.data_info.task == MULTICLASS else labels.long()
 
     # -- steps ------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         images, labels = batch
         logits, auxiliary = split_outputs(self(images))
         loss = self.criterion(logits, labels)
@@ -75,6 +138,15 @@ class ImageClassifier(pl.LightningModule):
         penalty = self.attention.regularization_loss()
         if penalty is not None:
             loss = loss + penalty
+        if not torch.isfinite(loss):
+            if self.nonfinite == "skip":  # returning None skips backward and the optimizer step
+                log.warning("non-finite loss %s at epoch %d, step %d: batch skipped", loss.item(), self.current_epoch, self.global_step)
+                return None
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}): training stopped, checkpoints written so far are kept. Lower optimizer.lr, "
+                "or set loss.nonfinite=skip to skip such batches"
+            )
         self.train_metrics.update(self.probabilities(logits.detach()), self.metric_targets(labels))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
@@ -82,7 +154,7 @@ class ImageClassifier(pl.LightningModule):
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: Any, stage: str) -> None:
         images, labels = batch
-        logits, _ = split_outputs(self(images))
+        logits = self.infer(images)
         metrics.update(self.probabilities(logits), self.metric_targets(labels))
         self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
@@ -95,6 +167,12 @@ class ImageClassifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.attention.on_train_epoch_start(self.current_epoch)
+
+    def on_validation_epoch_start(self) -> None:
+        self.reset_eval_context()
+
+    def on_test_epoch_start(self) -> None:
+        self.reset_eval_context()
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:

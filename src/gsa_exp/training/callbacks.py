@@ -1,8 +1,9 @@
-"""Callbacks that show what the attention learned: the map as an image and its AUROC on the ground truth."""
+"""Callbacks that show what the attention learned: maps as images, their AUROC on the ground truth, overlays."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -10,59 +11,91 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 from gsa_exp.model.metrics import map_auroc
-from gsa_exp.training.outputs import save_attention_map
+from gsa_exp.training.interpret import MapMean, map_title, write_attention_outputs
+
+DEFAULT_SAMPLES_PER_CLASS = 4
 
 
 class AttentionMapMonitor(pl.Callback):
-    """Logs the shared attention map each validation epoch and scores it against the known region.
+    """Logs the run's attention map each validation epoch, scores it, and draws it after testing.
 
-    ``val/map_auroc`` and ``test/map_auroc`` appear when the data set knows where its class
-    signal lives (the synthetic set does). After testing, the map of the tested weights is
-    saved as ``attention_map.npy`` / ``.png`` in ``output_dir``.
+    The run's map is the shared map (global, static), or, for variants whose maps differ
+    between images or batches (local; global with ``bank.source=batch``), the mean over the
+    evaluated images of the maps they got (``ImageClassifier.attention_maps`` after each
+    evaluation batch). It goes to TensorBoard as ``attention/map`` every validation epoch,
+    and is scored against the region that carries the class signal when the data set knows
+    it (the synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
+    ``output_dir``: the map of the tested weights (``attention_map.npy`` / ``.png``), the
+    maps of a fixed sample of test images (``attention_samples.npz``, ``samples_per_class``
+    per class) and their overlays (``attention_overlays.png``, also ``attention/overlays``
+    in TensorBoard).
     """
 
-    def __init__(self, *, output_dir: str, log_images: bool) -> None:
+    def __init__(self, *, output_dir: str, log_images: bool, samples_per_class: int) -> None:
         super().__init__()
+        if samples_per_class < 1:
+            raise ValueError(f"callbacks.attention_map.samples_per_class={samples_per_class} must be >= 1")
         self.output_dir = Path(output_dir)
         self.log_images = log_images
+        self.samples_per_class = samples_per_class
+        self._mean = MapMean()
+        self._test_map: Tensor | None = None
 
-    @staticmethod
-    def _map(pl_module: pl.LightningModule) -> Tensor | None:
-        return pl_module.attention.shared_map()
+    def _epoch_map(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor | None:
+        shared = pl_module.attention.shared_map()
+        if shared is not None:
+            return shared
+        return self._mean.value(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
 
-    @staticmethod
-    def _mask(trainer: pl.Trainer) -> Tensor | None:
-        datamodule = trainer.datamodule
-        return getattr(datamodule, "region_mask", None)
-
-    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        attention_map, mask = self._map(pl_module), self._mask(trainer)
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, attention_map: Tensor | None, stage: str) -> None:
+        mask = getattr(trainer.datamodule, "region_mask", None)
         if attention_map is not None and mask is not None:
             pl_module.log(f"{stage}/map_auroc", map_auroc(attention_map, mask), on_epoch=True)
 
+    def _collect(self, pl_module: pl.LightningModule) -> None:
+        self._mean.add(getattr(pl_module, "attention_maps", None))
+
+    # -- validation ---------------------------------------------------------------------
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mean = MapMean()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+        self._collect(pl_module)
+
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._score(trainer, pl_module, "val")
-        if self.log_images and not trainer.sanity_checking:
-            self._log_image(trainer, pl_module)
+        attention_map = self._epoch_map(trainer, pl_module)
+        self._score(trainer, pl_module, attention_map, "val")
+        if self.log_images and not trainer.sanity_checking and attention_map is not None:
+            self._log_image(trainer, "attention/map", attention_map[None].clamp(0, 1), "CHW")
+
+    # -- test ---------------------------------------------------------------------------
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._mean, self._test_map = MapMean(), None
+
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+        self._collect(pl_module)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._score(trainer, pl_module, "test")
-
-    @rank_zero_only
-    def _log_image(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        attention_map = self._map(pl_module)
-        if attention_map is None:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("attention/map", attention_map[None].clamp(0, 1), trainer.global_step)
+        self._test_map = self._epoch_map(trainer, pl_module)
+        self._score(trainer, pl_module, self._test_map, "test")
 
     @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        attention_map = self._map(pl_module)
-        if attention_map is not None:
-            title = f"global attention map ({attention_map.shape[-2]}x{attention_map.shape[-1]})"
-            save_attention_map(attention_map, self.output_dir, title)
+        if self._test_map is None:
+            return
+        averaged = None if pl_module.attention.shared_map() is not None else self._mean.count
+        title = map_title(pl_module, averaged)
+        _, overlays = write_attention_outputs(
+            pl_module, trainer.datamodule, self._test_map, title, self.output_dir, self.samples_per_class
+        )
+        if overlays is not None:
+            self._log_image(trainer, "attention/overlays", overlays, "HWC")
+
+    @rank_zero_only
+    def _log_image(self, trainer: pl.Trainer, tag: str, image: Any, dataformats: str) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(tag, image, trainer.global_step, dataformats=dataformats)
 
 
 class RunConfigInCheckpoint(pl.Callback):

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from gsa_exp.config.validation import validate_eval_config
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
-from gsa_exp.training.callbacks import AttentionMapMonitor, RunConfigInCheckpoint
+from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor, RunConfigInCheckpoint
 from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 f"{key}={getattr(found, key)}; choose a data set that matches the checkpoint"
             )
 
-    callbacks = [AttentionMapMonitor(output_dir=str(output_dir), log_images=False)]
+    callbacks = [
+        AttentionMapMonitor(output_dir=str(output_dir), log_images=False, samples_per_class=DEFAULT_SAMPLES_PER_CLASS)
+    ]
     trainer = build_trainer(cfg, callbacks, loggers=False)
     tested = trainer.test(model, datamodule=datamodule)
     metrics = scalar_metrics(tested[0])

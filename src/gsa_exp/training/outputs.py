@@ -28,6 +28,16 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     partial.replace(path)
 
 
+def completed_metrics(run_dir: Path) -> dict[str, float] | None:
+    """The metrics of a run that finished (metrics.json and a completed status.json), else None."""
+    metrics, status = run_dir / METRICS_FILE, run_dir / "status.json"
+    if not (metrics.is_file() and status.is_file()):
+        return None
+    if json.loads(status.read_text()).get("status") != "completed":
+        return None
+    return json.loads(metrics.read_text())
+
+
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Plain floats from Lightning's logged metrics (tensors), sorted by name."""
     values = {}

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import validate_train_config
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 from gsa_exp.training.callbacks import RunConfigInCheckpoint
-from gsa_exp.training.outputs import METRICS_FILE, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
+from gsa_exp.training.outputs import METRICS_FILE, completed_metrics, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", output_dir)
+    if cfg.skip_completed and (previous := completed_metrics(output_dir)) is not None:
+        log.info("Already completed in %s: reusing its metrics.json", output_dir)
+        return previous
     if cfg.seed is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
 
@@ -41,7 +46,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*build_callbacks(cfg), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
+        raise SystemExit(128 + signal.SIGTERM) from interruption
 
     best = best_checkpoint(trainer)
     if best is None:

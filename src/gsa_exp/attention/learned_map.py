@@ -1,0 +1,91 @@
+"""What the learned attention variants (global, local, static) share.
+
+Each of them turns logits into a gate A = sigmoid(logits / temperature) in (0, 1) and
+applies it as ``x * A`` (``mode=multiply``) or ``x * (1 + A)`` (``mode=residual``); each
+offers the same optional regularisers on its spatial maps and the same two-stage
+training (every attention parameter frozen from epoch E on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gsa_exp.attention.base import SpatialAttention
+
+MODES = ("multiply", "residual")
+
+
+@dataclass(frozen=True)
+class RegularizationOptions:
+    """Optional terms that make the important/unimportant boundary crisp (``attention.regularization``)."""
+
+    sparsity: float  # weight of mean(A): prefers attending to few pixels
+    binarization: float  # weight of mean(A * (1 - A)): prefers values near 0 or 1
+
+    def __post_init__(self) -> None:
+        for key in ("sparsity", "binarization"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"attention.regularization.{key}={getattr(self, key)} must be >= 0")
+
+
+def apply_gate(features: Tensor, gate: Tensor, mode: str) -> Tensor:
+    """``features * gate`` (multiply) or ``features * (1 + gate)`` (residual), broadcasting the gate."""
+    return features * gate if mode == "multiply" else features * (1 + gate)
+
+
+class LearnedMapAttention(SpatialAttention):
+    """Gate, regularisers and freezing of the variants whose maps are sigmoids of learned logits.
+
+    Subclasses put every spatial map of the current training step into ``_step_maps``
+    (``remember``), so the regularisers see the maps the loss was computed with.
+    """
+
+    def __init__(
+        self,
+        *,
+        temperature: float,
+        mode: str,
+        regularization: dict[str, float],
+        freeze_after_epochs: int | None,
+        lr_multiplier: float,
+    ) -> None:
+        super().__init__()
+        if lr_multiplier <= 0:
+            raise ValueError(f"attention.lr_multiplier={lr_multiplier} must be positive")
+        if mode not in MODES:
+            raise ValueError(f"attention.mode={mode!r} is not one of {list(MODES)}")
+        if temperature <= 0:
+            raise ValueError(f"attention.temperature={temperature} must be positive")
+        if freeze_after_epochs is not None and freeze_after_epochs < 0:
+            raise ValueError(f"attention.freeze_after_epochs={freeze_after_epochs} must be >= 0 or null")
+        self.lr_multiplier = float(lr_multiplier)
+        self.temperature = float(temperature)
+        self.mode = mode
+        self.regularization = RegularizationOptions(**regularization)
+        self.freeze_after_epochs = freeze_after_epochs
+        self._step_maps: list[Tensor] = []  # the spatial maps of the current training step
+
+    def gate(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits / self.temperature)
+
+    def remember(self, attention_map: Tensor) -> None:
+        """Keep a map of this training step for the regulariser (nothing is kept without gradients)."""
+        if torch.is_grad_enabled():
+            self._step_maps.append(attention_map)
+
+    def regularization_loss(self) -> Tensor | None:
+        weights = self.regularization
+        if (weights.sparsity == 0 and weights.binarization == 0) or not self._step_maps:
+            return None
+        terms = [
+            weights.sparsity * attention.mean() + weights.binarization * (attention * (1 - attention)).mean()
+            for attention in self._step_maps
+        ]
+        return torch.stack(terms).mean()
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        frozen = self.freeze_after_epochs is not None and epoch >= self.freeze_after_epochs
+        self.requires_grad_(not frozen)

@@ -1,0 +1,209 @@
+"""Local (image-specific) spatial attention, CBAM-style: the attention the paper contrasts GSA with.
+
+CBAM's spatial attention (Woo et al., 2018): pool the features over channels by mean and
+by max, run a k x k convolution (7 x 7) over the two pooled maps, and squash with a
+sigmoid; every image gets its own map. Two placements:
+
+* ``placement=input``: the map is computed from the image itself and applied to it, at
+  the very place where the global map acts (x' = x * A(x)), so the comparison with GSA
+  is like for like.
+* ``placement=stages``: CBAM as it is usually used: a CBAM block (channel attention, then
+  spatial attention) on the output of every stage of the backbone: ResNet ``layer1..4``,
+  VGG's feature blocks (at each max-pool, or where the small stem removed one), DenseNet's
+  ``denseblock1..4`` and GoogLeNet's inception stages (``inception3b``, ``4e``, ``5b``).
+  The blocks are this module's own parameters (they learn with ``lr_multiplier`` and are
+  saved under ``attention.``); they act through forward hooks on the stage modules, which
+  ``attach`` registers when the model is built. The backbone's own structure and state
+  dict stay untouched, and the input passes through unchanged.
+
+Every gate starts at zero weights and bias ``init_bias`` (A = sigmoid(2) = 0.88 everywhere,
+like GSA's map), so training starts near the plain backbone.
+
+The map a run reports for an image is its spatial map (``placement=stages``: the mean of
+the stages' spatial maps, bilinearly resized to the image size); the map of a data set is
+the mean over its images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
+
+PLACEMENTS = ("input", "stages")
+GOOGLENET_STAGES = ("inception3b", "inception4e", "inception5b")
+
+
+class SpatialGate(nn.Module):
+    """CBAM's spatial attention logits: mean and max over channels -> k x k convolution (B x 1 x H x W)."""
+
+    def __init__(self, kernel_size: int, init_bias: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.constant_(self.conv.bias, init_bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        pooled = torch.cat([features.mean(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)], dim=1)
+        return self.conv(pooled)
+
+
+class ChannelGate(nn.Module):
+    """CBAM's channel attention logits: one MLP over the average- and the max-pooled features, summed (B x C x 1 x 1)."""
+
+    def __init__(self, channels: int, reduction: int, init_bias: float) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        output = self.mlp[-1]
+        nn.init.zeros_(output.weight)
+        nn.init.constant_(output.bias, init_bias / 2)  # the two pooled descriptors' outputs are added
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.mlp(features.mean(dim=(2, 3), keepdim=True)) + self.mlp(features.amax(dim=(2, 3), keepdim=True))
+
+
+def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs get a CBAM block, for the four torchvision families."""
+    if isinstance(backbone, torchvision.models.ResNet):
+        return [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    if isinstance(backbone, torchvision.models.VGG):  # every max-pool (nn.Identity where the small stem dropped one)
+        return [layer for layer in backbone.features if isinstance(layer, (nn.MaxPool2d, nn.Identity))]
+    if isinstance(backbone, torchvision.models.DenseNet):
+        return [getattr(backbone.features, f"denseblock{i}") for i in range(1, 5)]
+    if isinstance(backbone, torchvision.models.GoogLeNet):
+        return [getattr(backbone, name) for name in GOOGLENET_STAGES]
+    raise ValueError(
+        f"attention.placement=stages knows the resnet, vgg, densenet and googlenet backbones, not "
+        f"{type(backbone).__name__}; use attention.placement=input"
+    )
+
+
+def stage_channels(backbone: nn.Module, stages: list[nn.Module], in_channels: int, image_size: int) -> list[int]:
+    """Output channels of each stage, read off one forward pass of a single blank image."""
+    channels: dict[int, int] = {}
+
+    def recorder(index: int) -> Any:
+        def record(module: nn.Module, args: Any, output: Tensor) -> None:  # returns None: output unchanged
+            channels[index] = output.shape[1]
+
+        return record
+
+    handles = [stage.register_forward_hook(recorder(index)) for index, stage in enumerate(stages)]
+    device = next(backbone.parameters()).device
+    training = backbone.training
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone(torch.zeros(1, in_channels, image_size, image_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        backbone.train(training)
+    return [channels[index] for index in range(len(stages))]
+
+
+class _StageHook:
+    """Forward hook that passes a stage's output through the attention's block ``index``.
+
+    A plain object (not a closure), so a deep copy of the model hooks into the copied blocks.
+    """
+
+    def __init__(self, attention: LocalSpatialAttention, index: int) -> None:
+        self.attention, self.index = attention, index
+
+    def __call__(self, module: nn.Module, args: Any, output: Tensor) -> Tensor:
+        return self.attention.stage_block(self.index, output)
+
+
+class LocalSpatialAttention(LearnedMapAttention):
+    """CBAM-style attention: one spatial map per image, on the input or after every backbone stage."""
+
+    image_specific = True
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        image_size: int,
+        num_train: int,
+        placement: str,
+        kernel_size: int,
+        reduction: int,
+        temperature: float,
+        init_bias: float,
+        mode: str,
+        regularization: dict[str, float],
+        freeze_after_epochs: int | None,
+        lr_multiplier: float,
+    ) -> None:
+        super().__init__(
+            temperature=temperature,
+            mode=mode,
+            regularization=regularization,
+            freeze_after_epochs=freeze_after_epochs,
+            lr_multiplier=lr_multiplier,
+        )
+        if placement not in PLACEMENTS:
+            raise ValueError(f"attention.placement={placement!r} is not one of {list(PLACEMENTS)}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"attention.kernel_size={kernel_size} must be a positive odd integer")
+        if reduction < 1:
+            raise ValueError(f"attention.reduction={reduction} must be a positive integer")
+        self.placement = placement
+        self.kernel_size, self.reduction, self.init_bias = kernel_size, reduction, float(init_bias)
+        self.in_channels, self.image_size = in_channels, image_size
+        if placement == "input":
+            self.spatial = SpatialGate(kernel_size, self.init_bias)
+        else:  # filled by attach(), once the backbone is known
+            self.channel_gates = nn.ModuleList()
+            self.spatial_gates = nn.ModuleList()
+        self._recorded: list[Tensor] = []  # eval mode: the spatial maps of the last forward
+        self._input_size: tuple[int, int] = (image_size, image_size)
+
+    # -- placement=stages ---------------------------------------------------------------
+    def attach(self, backbone: nn.Module) -> None:
+        if self.placement != "stages":
+            return
+        if len(self.spatial_gates):
+            raise RuntimeError("local attention is already attached to a backbone")
+        stages = backbone_stages(backbone)
+        for index, channels in enumerate(stage_channels(backbone, stages, self.in_channels, self.image_size)):
+            self.channel_gates.append(ChannelGate(channels, self.reduction, self.init_bias))
+            self.spatial_gates.append(SpatialGate(self.kernel_size, self.init_bias))
+            stages[index].register_forward_hook(_StageHook(self, index))
+
+    def stage_block(self, index: int, features: Tensor) -> Tensor:
+        """CBAM block ``index``: channel attention, then spatial attention."""
+        features = apply_gate(features, self.gate(self.channel_gates[index](features)), self.mode)
+        return apply_gate(features, self._spatial_map(self.spatial_gates[index], features), self.mode)
+
+    # -- maps ----------------------------------------------------------------------------
+    def _spatial_map(self, gate: SpatialGate, features: Tensor) -> Tensor:
+        attention = self.gate(gate(features))
+        self.remember(attention)
+        if not self.training:
+            self._recorded.append(attention.detach())
+        return attention
+
+    def forward(self, images: Tensor) -> Tensor:
+        self._step_maps, self._recorded = [], []
+        self._input_size = (images.shape[-2], images.shape[-1])
+        if self.placement == "stages":
+            return images  # the blocks act inside the backbone
+        return apply_gate(images, self._spatial_map(self.spatial, images), self.mode)
+
+    def last_image_maps(self) -> Tensor | None:
+        if not self._recorded:
+            return None
+        maps = [
+            attention if attention.shape[-2:] == self._input_size
+            else F.interpolate(attention.float(), size=self._input_size, mode="bilinear", align_corners=False)
+            for attention in self._recorded
+        ]
+        return torch.stack(maps).float().mean(dim=0)[:, 0]

@@ -1,0 +1,110 @@
+"""One training epoch through the framework (Lightning Trainer + the project's module and
+data module) against a plain PyTorch loop over the same tensors, model, optimiser and batch size."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+from omegaconf import DictConfig, open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from gsa_exp.benchmark.models import autocast, configured_optimizer, prepared_model, training_loss
+from gsa_exp.data.datamodule import ArrayDataModule
+from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.training.builders import build_callbacks, build_datamodule, build_trainer
+
+# What the framework epoch runs with, beyond the user's trainer config (stated in the report).
+FRAMEWORK_SETTINGS = (
+    "trainer config as composed (progress bar, model summary, log_every_n_steps as a user gets them), "
+    "max_epochs=1, logger off, checkpointing off (the ModelCheckpoint callback removed, every other "
+    "configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0): "
+    "the bare loop has neither; progress bar output goes to /dev/null"
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Keep Lightning's info lines and progress bar off the benchmark's output (they still run)."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def epoch_config(cfg: DictConfig, accelerator: str) -> DictConfig:
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.trainer.accelerator = accelerator
+        cfg.trainer.devices = 1
+        cfg.trainer.max_epochs = 1
+        cfg.trainer.limit_val_batches = 0
+        cfg.trainer.num_sanity_val_steps = 0
+        cfg.trainer.enable_checkpointing = False
+    return cfg
+
+
+def framework_epoch(cfg: DictConfig, model: ImageClassifier, datamodule: ArrayDataModule) -> Callable[[], None]:
+    """``trainer.fit`` for one epoch on a fresh Trainer each call, as ``train()`` builds it."""
+
+    def run() -> None:
+        callbacks = [c for c in build_callbacks(cfg) if not isinstance(c, ModelCheckpoint)]
+        with quiet_lightning():
+            trainer = build_trainer(cfg, callbacks, loggers=False)
+            trainer.fit(model, datamodule=datamodule)
+
+    return run
+
+
+def bare_epoch(
+    model: ImageClassifier, datamodule: ArrayDataModule, precision: str, device: torch.device
+) -> Callable[[], None]:
+    """The floor: shuffled mini-batches indexed from the same uint8 tensors, converted, stepped."""
+    split = datamodule.split("train")
+    images, labels = split.images, split.labels
+    batch_size = datamodule.batch_size
+
+    def run() -> None:
+        optimizer, scheduler = configured_optimizer(model)
+        model.train()
+        order = torch.randperm(images.shape[0])
+        for start in range(0, images.shape[0] - batch_size + 1, batch_size):  # incomplete last batch dropped
+            index = order[start : start + batch_size]
+            inputs = images[index].to(device, non_blocking=True).to(torch.float32).div_(255.0)
+            targets = labels[index].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(precision, device):
+                loss = training_loss(model, inputs, targets)
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+    return run
+
+
+def epoch_variants(
+    cfg: DictConfig, device: torch.device, precision: str
+) -> tuple[dict[str, Callable[[], None]], int]:
+    """The two epoch runners (framework, bare) on twin models, and the training set size."""
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    cfg = epoch_config(cfg, accelerator)
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    model = prepared_model(cfg, datamodule, torch.device("cpu"))
+    twin = copy.deepcopy(model).to(device)
+    variants = {
+        "framework": framework_epoch(cfg, model, datamodule),
+        "bare": bare_epoch(twin, datamodule, precision, device),
+    }
+    return variants, len(datamodule.split("train"))
