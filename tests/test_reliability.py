@@ -110,11 +110,11 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_run_ends_like_an_uninterr
     assert process.poll() is None, "training ended before it could be interrupted"
     time.sleep(0.5)  # into the second epoch
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"
-    assert "Interrupted by SIGTERM" in stderr and "Resume exactly with:" in stderr
+    assert "Interrupted by SIGTERM" in stdout + stderr and "Resume exactly with:" in stdout + stderr
     assert not (run_dir / "metrics.json").exists()
     assert f"ckpt_path={first_epoch_checkpoint}" in status["resume"]
     assert f"hydra.run.dir={run_dir}" in status["resume"]

@@ -157,6 +157,9 @@ class ArrayDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_batch,
+            # Its own generator: creating an iterator then draws no number from the global
+            # random state, which a resumed run must continue exactly (dropout, augmentation).
+            generator=torch.Generator().manual_seed(sampler.seed if sampler is not None else 0),
         )
 
     def train_dataloader(self) -> DataLoader:

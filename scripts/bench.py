@@ -1,0 +1,77 @@
+"""Benchmark: attention overhead, framework overhead, bank construction and data loading.
+
+    python scripts/bench.py                 # CPU, the issue's sizes, a table
+    python scripts/bench.py --json          # one JSON object on stdout
+    python scripts/bench.py --device cuda   # on a GPU (bf16-mixed, like trainer=gpu)
+    python scripts/bench.py --quick         # tiny sizes (a smoke test, not a measurement)
+
+Every comparison runs its variants interleaved in this process and reports the median of
+the per-round ratios, so a busy machine slows both sides alike. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
+
+from gsa_exp.benchmark.suite import BACKBONES, Settings, format_table, run_suite  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="default: 32-true on CPU, bf16-mixed on CUDA")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of the ResNet-18 step figures")
+    parser.add_argument("--calls", type=int, help="steps timed together per sample (default 1 on CPU, 10 on CUDA)")
+    parser.add_argument("--channels-last", action="store_true", help="performance.channels_last=true for every model")
+    parser.add_argument("--compile", action="store_true", help="performance.compile=true for every model")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    cuda = args.device.startswith("cuda")
+    changes: dict = {
+        "device": args.device,
+        "precision": args.precision or ("bf16-mixed" if cuda else "32-true"),
+        "backbones": tuple(args.backbones),
+    }
+    if cuda:
+        changes.update(calls=10, backbone_rounds=5, epoch_overrides=("trainer=gpu",))
+    if args.rounds:
+        changes["step_rounds"] = args.rounds
+    if args.calls:
+        changes["calls"] = args.calls
+    changes["extra_overrides"] = tuple(
+        f"performance.{key}=true" for key, on in (("channels_last", args.channels_last), ("compile", args.compile)) if on
+    )
+    return Settings.quick_settings(**changes) if args.quick else Settings(**changes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    warnings.filterwarnings("ignore", module="lightning")
+    start = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[bench {time.perf_counter() - start:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    results = run_suite(settings, progress=progress)
+    progress("done")
+    print(json.dumps(results, indent=2) if args.json else format_table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The benchmark suite: every figure of ``scripts/bench.py``, measured on one machine in one run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from gsa_exp.benchmark.epoch import FRAMEWORK_SETTINGS, epoch_variants
+from gsa_exp.benchmark.models import compose_train_config, fixed_batch, prepared_model, step_functions
+from gsa_exp.benchmark.timing import interleaved_times, median, paired_ratio, synchronizer
+from gsa_exp.data.datamodule import ArrayDataModule
+from gsa_exp.training.builders import build_datamodule
+
+BACKBONES = ("googlenet", "vgg", "resnet", "densenet")
+HEADLINE_BACKBONE = "resnet"  # ResNet-18, the resnet config's default variant
+ATTENTIONS = ("none", "global")
+
+# key -> (comparison, bound); the figures the targets are stated for.
+TARGETS: dict[str, tuple[str, float]] = {
+    "train_step_ratio_global_vs_none": ("<=", 1.03),
+    "infer_ratio_global_vs_none": ("<=", 1.01),
+    "epoch_ratio_framework_vs_bare": ("<=", 1.10),
+    "bank_build_seconds_raw_60k_28px": ("<=", 10.0),
+    "bank_build_seconds_pca64_60k_28px": ("<=", 10.0),
+    "bank_peak_bytes_ratio_raw_60k_28px": ("<=", 2.0),
+    "bank_peak_bytes_ratio_pca64_60k_28px": ("<=", 1.0),
+    "bank_compressed_bytes_growth_1k_to_60k": ("<=", 1.0),
+    "loader_ratio": (">=", 5.0),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and repetitions. The defaults are the issue's settings; ``quick()`` shrinks them for tests."""
+
+    device: str = "cpu"
+    precision: str = "32-true"  # 32-true | bf16-mixed (the GPU trainer's default)
+    image_size: int = 64
+    batch_size: int = 32
+    backbones: tuple[str, ...] = BACKBONES
+    step_rounds: int = 9  # interleaved rounds for the headline (ResNet-18) step and eval figures
+    backbone_rounds: int = 3  # rounds for the other backbones' figures
+    warmup: int = 1
+    calls: int = 1  # calls timed together per sample (raise on fast devices)
+    epoch_rounds: int = 3
+    epoch_overrides: tuple[str, ...] = ()  # the default experiment's data set unless overridden
+    loader_rounds: int = 5
+    bank_images: int = 60_000
+    bank_size: int = 28
+    bank_components: int = 64
+    bank_repeats: int = 3
+    flat_counts: tuple[int, ...] = (1_000, 10_000, 60_000)
+    quick: bool = False
+    extra_overrides: tuple[str, ...] = field(default_factory=tuple)  # e.g. performance.channels_last=true
+
+    @classmethod
+    def quick_settings(cls, **changes: Any) -> Settings:
+        tiny = dict(
+            image_size=32,
+            batch_size=2,
+            step_rounds=2,
+            backbone_rounds=2,
+            epoch_rounds=1,
+            epoch_overrides=(
+                "dataset.source.num_train=64",
+                "dataset.source.num_val=2",
+                "dataset.source.num_test=2",
+                "dataset.batch_size=16",
+            ),
+            loader_rounds=2,
+            bank_images=2_000,
+            bank_repeats=1,
+            flat_counts=(100, 500, 2_000),
+            quick=True,
+        )
+        return cls(**{**tiny, **changes})
+
+
+def data_overrides(settings: Settings) -> list[str]:
+    return [
+        f"dataset.image_size={settings.image_size}",
+        f"dataset.batch_size={settings.batch_size}",
+        "dataset.source.num_val=2",  # only the training split is read
+        "dataset.source.num_test=2",
+        *settings.extra_overrides,
+    ]
+
+
+# -- attention overhead ---------------------------------------------------------------------
+def attention_overhead(
+    backbone: str, datamodule: ArrayDataModule, settings: Settings, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Interleaved training-step and eval-forward times of attention=none vs attention=global."""
+    device = torch.device(settings.device)
+    functions = {}
+    for attention in ATTENTIONS:
+        torch.manual_seed(0)
+        cfg = compose_train_config([*data_overrides(settings), f"backbone={backbone}", f"attention={attention}"])
+        model = prepared_model(cfg, datamodule, device)
+        functions[attention] = step_functions(
+            model, *fixed_batch(datamodule, settings.batch_size, device), settings.precision
+        )
+    common = dict(rounds=rounds, warmup=settings.warmup, calls=settings.calls, sync=synchronizer(device))
+    train = interleaved_times({name: f.train for name, f in functions.items()}, **common)
+    infer = interleaved_times({name: f.infer for name, f in functions.items()}, **common)
+    return {"train": train, "infer": infer}
+
+
+def loader_samples_per_second(datamodule: ArrayDataModule, settings: Settings) -> float:
+    """The default training loader's throughput up to model-ready tensors on the device."""
+    device = torch.device(settings.device)
+    loader = datamodule.train_dataloader()
+
+    def epoch() -> None:
+        for images, labels in loader:
+            datamodule.to_model_input(images.to(device, non_blocking=True), train=True)
+            labels.to(device, non_blocking=True)
+
+    times = interleaved_times({"loader": epoch}, rounds=settings.loader_rounds, warmup=1, sync=synchronizer(device))
+    return len(loader) * settings.batch_size / median(times["loader"])
+
+
+# -- bank construction ----------------------------------------------------------------------
+def bank_probe(count: int, size: int, components: int) -> dict[str, float]:
+    """One build in a fresh interpreter (see ``bank_probe``)."""
+    command = [sys.executable, "-m", "gsa_exp.benchmark.bank_probe", str(count), str(size), str(components)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"bank probe {command[3:]} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bank_figures(settings: Settings) -> dict[str, float]:
+    count, size, components = settings.bank_images, settings.bank_size, settings.bank_components
+    runs: dict[str, list[dict[str, float]]] = {"raw": [], "pca": []}
+    for index in range(settings.bank_repeats):  # raw, pca, pca, raw, ...: interleaved like the rest
+        for kind in ("raw", "pca") if index % 2 == 0 else ("pca", "raw"):
+            runs[kind].append(bank_probe(count, size, components if kind == "pca" else 0))
+    figures: dict[str, float] = {}
+    for kind, name in (("raw", "raw"), ("pca", "pca64")):  # key names fixed; --quick shrinks the sizes
+        seconds = median([run["seconds"] for run in runs[kind]])
+        ratio = max(run["peak_extra_bytes"] / run["raw_float_bytes"] for run in runs[kind])  # the worst one
+        figures[f"bank_build_seconds_{name}_60k_28px"] = seconds
+        figures[f"bank_peak_bytes_ratio_{name}_60k_28px"] = ratio
+    figures["bank_build_seconds_60k_28px"] = max(figures[k] for k in figures if k.startswith("bank_build_seconds_"))
+    figures["bank_peak_bytes_ratio_60k_28px"] = max(
+        figures[k] for k in figures if k.startswith("bank_peak_bytes_ratio_")
+    )
+    sizes = []
+    for label, n in zip(("1k", "10k", "60k"), settings.flat_counts):
+        sizes.append(bank_probe(n, size, components)["bank_bytes"] if n != count else runs["pca"][0]["bank_bytes"])
+        figures[f"bank_compressed_bytes_{label}"] = sizes[-1]
+    figures["bank_compressed_bytes_growth_1k_to_60k"] = sizes[-1] / sizes[0]
+    return figures
+
+
+# -- the whole suite --------------------------------------------------------------------------
+def run_suite(settings: Settings, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Every figure, as one flat dict of numbers plus ``settings`` and ``machine`` descriptions."""
+    results: dict[str, Any] = {}
+    progress("building the data set")
+    cfg = compose_train_config(data_overrides(settings))
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+
+    for backbone in sorted(settings.backbones, key=lambda name: name != HEADLINE_BACKBONE):
+        headline = backbone == HEADLINE_BACKBONE
+        rounds = settings.step_rounds if headline else settings.backbone_rounds
+        progress(f"attention overhead: {backbone} ({rounds} interleaved rounds)")
+        samples = attention_overhead(backbone, datamodule, settings, rounds)
+        for kind, key in (("train", "train_step_ratio_global_vs_none"), ("infer", "infer_ratio_global_vs_none")):
+            results[f"{key}_{backbone}"] = paired_ratio(samples[kind], "global", "none")
+            if headline:
+                results[key] = results[f"{key}_{backbone}"]
+                for attention in ATTENTIONS:
+                    label = "train_step" if kind == "train" else "infer"
+                    results[f"{label}_seconds_{attention}"] = median(samples[kind][attention])
+
+    progress("data loader throughput")
+    results["loader_samples_per_second"] = loader_samples_per_second(datamodule, settings)
+    results["train_samples_per_second"] = settings.batch_size / results["train_step_seconds_global"]
+    results["loader_ratio"] = results["loader_samples_per_second"] / results["train_samples_per_second"]
+
+    progress(f"framework epoch vs bare loop ({settings.epoch_rounds} interleaved rounds)")
+    epoch_cfg = compose_train_config([*settings.epoch_overrides, *settings.extra_overrides])
+    variants, train_images = epoch_variants(epoch_cfg, torch.device(settings.device), settings.precision)
+    device = torch.device(settings.device)
+    epochs = interleaved_times(variants, rounds=settings.epoch_rounds, warmup=1, sync=synchronizer(device))
+    results["epoch_ratio_framework_vs_bare"] = paired_ratio(epochs, "framework", "bare")
+    results["epoch_seconds_framework"] = median(epochs["framework"])
+    results["epoch_seconds_bare"] = median(epochs["bare"])
+
+    progress(f"bank construction ({settings.bank_images} images of {settings.bank_size} px, fresh processes)")
+    results.update(bank_figures(settings))
+
+    results["settings"] = {
+        **asdict(settings),
+        "epoch_data": f"{train_images} training images, batch {epoch_cfg.dataset.batch_size}, "
+        f"{epoch_cfg.dataset.image_size} px, backbone={epoch_cfg.backbone.name}, attention={epoch_cfg.attention.name}",
+        "framework_epoch": FRAMEWORK_SETTINGS,
+        "ratios": "median over interleaved rounds of the per-round ratio",
+    }
+    results["machine"] = machine_description(device)
+    return results
+
+
+def machine_description(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def numeric_keys(results: dict[str, Any]) -> list[str]:
+    return [key for key, value in results.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
+def target_status(key: str, value: float) -> str:
+    if key not in TARGETS:
+        return ""
+    comparison, bound = TARGETS[key]
+    met = value <= bound if comparison == "<=" else value >= bound
+    return f"{comparison} {bound:g}: {'ok' if met and math.isfinite(value) else 'MISSED'}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    keys = numeric_keys(results)
+    width = max(len(key) for key in keys)
+    lines = [f"{'figure':<{width}}  {'value':>14}  target", "-" * (width + 40)]
+    for key in keys:
+        value = results[key]
+        shown = f"{value:,.0f}" if "bytes" in key and "ratio" not in key else f"{value:.4g}"
+        lines.append(f"{key:<{width}}  {shown:>14}  {target_status(key, value)}")
+    lines.append("")
+    lines.append(f"machine: {results['machine']}")
+    for key, value in results["settings"].items():
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines)
