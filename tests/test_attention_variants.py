@@ -367,7 +367,7 @@ def assert_metrics_in_range(metrics: dict[str, float]) -> None:
         ("resnet", ["attention=static"]),
         ("vgg", ["attention=static"]),
         ("resnet", ["attention=local", "attention.placement=stages"]),
-        ("googlenet", ["attention=local", "attention.placement=stages"]),
+        ("vgg", ["attention=local", "attention.placement=stages"]),
         ("resnet", ["attention=global", "attention.bank.source=batch"]),
     ],
     ids=lambda value: value if isinstance(value, str) else ",".join(value),
@@ -391,6 +391,10 @@ def test_sample_rows_take_the_first_images_of_each_class_or_label():
     assert sample_rows(multilabel, "multilabel", ["x", "y"], 5) == [("x", [0, 1]), ("y", [1, 2])]
 
 
+# debug=limit, shortened: two epochs of two training batches (two validation epochs, checkpoints, logs).
+SHORT_RUN = [*TINY_DATA, *QUIET, "debug=limit", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+
+
 def load_plot_script():
     spec = importlib.util.spec_from_file_location("plot_attention", ROOT / "scripts" / "plot_attention.py")
     module = importlib.util.module_from_spec(spec)
@@ -400,7 +404,7 @@ def load_plot_script():
 
 def test_plot_attention_regenerates_the_figures_of_a_fresh_local_run(tmp_path):
     run_dir, figures = tmp_path / "run", tmp_path / "figures"
-    trained = run_script("train.py", *TINY_DATA, *QUIET, "debug=limit", "attention=local", f"hydra.run.dir={run_dir}")
+    trained = run_script("train.py", *SHORT_RUN, "attention=local", f"hydra.run.dir={run_dir}")
     assert trained.returncode == 0, trained.stderr[-4000:]
     assert (run_dir / OVERLAYS_PNG).read_bytes()[:8] == PNG_MAGIC
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
@@ -421,8 +425,8 @@ def test_plot_attention_regenerates_the_figures_of_a_fresh_local_run(tmp_path):
     assert not np.allclose(regenerated["maps"][0], regenerated["maps"][1])  # local: every image its own map
 
 
-def test_plot_attention_from_a_static_checkpoint_file_writes_into_its_run_directory(tiny_config, tmp_path, capsys):
-    train(tiny_config("attention=static", "debug=limit", "trainer.max_epochs=1"))
+def test_plot_attention_from_a_static_checkpoint_file_writes_into_its_run_directory(tmp_path, capsys):
+    train(compose_config([*SHORT_RUN, "attention=static"], output_dir=tmp_path / "run"))
     run_dir = tmp_path / "run"
     written = {path.name for path in run_dir.glob("attention_*")}
     assert written == {"attention_map.npy", "attention_map.png", SAMPLES_NPZ, OVERLAYS_PNG}

@@ -191,3 +191,15 @@ def test_runs_started_at_the_same_moment_get_different_directories(tmp_path):
     assert len(set(claimed)) == 4
     assert claimed[0] == base + "_seed=0"
     assert all(Path(path).is_dir() for path in claimed)
+
+
+def test_swept_overrides_lead_the_job_directory_name(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      attention: none,global\n"
+        "  overrides:\n    task:\n    - dataset.source.num_train=80\n    - optimizer.lr=0.01,0.1\n    - x=[1,2]\n"
+    )
+    overrides = "attention=global,dataset.source.num_train=80,optimizer.lr=0.1,x=[1,2]"
+    assert job_directory(4, overrides, str(tmp_path)) == (
+        "4_attention=global,optimizer.lr=0.1,dataset.source.num_train=80,x=_1,2_"
+    )
+    assert job_directory(4, overrides, str(tmp_path / "elsewhere")).startswith("4_attention=global,dataset")

@@ -153,7 +153,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_a_rerun_skips_completed_jobs(
     by_status = {line["status"]: line for line in lines}
     assert set(by_status) == {"completed", "failed"}
     good, bad = Path(by_status["completed"]["run_dir"]), Path(by_status["failed"]["run_dir"])
-    assert "optimizer.lr=0.01" in good.name and "optimizer.lr=1e30" in bad.name
+    assert good.name.startswith("0_optimizer.lr=0.01,") and bad.name.startswith("1_optimizer.lr=1e+30,")
     assert (good / "metrics.json").is_file()
     assert "NonFiniteLossError" in (bad / "error.txt").read_text()
     assert "non-finite loss" in by_status["failed"]["error"]

@@ -23,18 +23,18 @@ FRAMEWORK_SETTINGS = (
     "trainer config as composed (progress bar, model summary, log_every_n_steps as a user gets them), "
     "max_epochs=1, logger off, checkpointing off (the ModelCheckpoint callback removed, every other "
     "configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0): "
-    "the bare loop has neither; progress bar output goes to /dev/null"
+    "the bare loop has neither; progress bar output (stdout) goes to /dev/null"
 )
 
 
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Keep Lightning's info lines and progress bar off the benchmark's output (they still run)."""
+    """Keep Lightning's info lines and progress bar off the benchmark's output (both still do their work)."""
     loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
-    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         try:
             yield
         finally:

@@ -42,9 +42,44 @@ def claim_directory(base: str, overrides: str = "") -> str:
     return candidate
 
 
-def job_directory(number: int, overrides: str) -> str:
-    """Sweep job sub-directory: its number (unique in the sweep) then its overrides."""
-    name = readable_name(overrides)
+def split_overrides(override_dirname: str) -> list[str]:
+    """'a=1,b=[2,3]' -> ['a=1', 'b=[2,3]'] (commas inside brackets belong to the value)."""
+    items, depth, current = [], 0, ""
+    for character in override_dirname:
+        if character in "[({":
+            depth += 1
+        elif character in "])}":
+            depth -= 1
+        if character == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += character
+    return [item for item in [*items, current] if item]
+
+
+def swept_keys(sweep_dir: str) -> list[str]:
+    """Keys the sweep varies, read from the multirun.yaml Hydra writes before the jobs start."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra_cfg = OmegaConf.load(path).hydra
+    keys = list(OmegaConf.select(hydra_cfg, "sweeper.params", default={}) or {})
+    for override in OmegaConf.select(hydra_cfg, "overrides.task", default=[]) or []:
+        key, _, value = str(override).partition("=")
+        if len(split_overrides(value)) > 1 or value.startswith(("range(", "choice(", "interval(", "glob(")):
+            keys.append(key.lstrip("+~"))
+    return keys
+
+
+def job_directory(number: int, overrides: str, sweep_dir: str = "") -> str:
+    """Sweep job sub-directory: its number (unique in the sweep), then the swept overrides
+    (so they survive truncation and tell jobs apart at a glance), then the others."""
+    swept = swept_keys(sweep_dir) if sweep_dir else []
+    items = split_overrides(overrides)
+    first = [item for key in swept for item in items if item.split("=", 1)[0] == key]
+    ordered = first + [item for item in items if item not in first]
+    name = readable_name(",".join(ordered))
     return f"{number}_{name}" if name else f"job{number}"
 
 
