@@ -9,7 +9,7 @@ SWEEP ?=
 export GSA_EXP_ROOT := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all sweep tensorboard clean clean-outputs clean-all
+.PHONY: help install train test test-all sweep summarize bench tensorboard clean clean-outputs clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,3 +47,7 @@ clean-outputs: ## Delete every run under outputs/ (asks first)
 
 clean-all: clean ## Also remove .venv/
 	rm -rf $(VENV)
+
+summarize: install ## Summarise a sweep: make summarize SWEEP=outputs/multirun/<date>/<time>
+	@test -n "$(SWEEP)" || { echo "usage: make summarize SWEEP=outputs/multirun/<date>/<time>"; exit 2; }
+	$(BIN)/python scripts/summarize.py $(SWEEP)

@@ -69,7 +69,8 @@ def test_backbone_choice_builds_a_model(choice):
 @pytest.mark.parametrize("choice", choices("attention"))
 def test_attention_choice_builds(choice):
     model = build_model(compose_config([f"attention={choice}"]), INFO)
-    assert type(model.attention).__name__ in {"NoAttention", "GlobalSpatialAttention"}
+    classes = {"none": "No", "global": "GlobalSpatial", "local": "LocalSpatial", "static": "StaticSpatial"}
+    assert type(model.attention).__name__ == f"{classes[choice]}Attention"
     assert model.hparams.attention["name"] == choice
 
 
@@ -203,3 +204,14 @@ def test_swept_overrides_lead_the_job_directory_name(tmp_path):
         "4_attention=global,optimizer.lr=0.1,dataset.source.num_train=80,x=_1,2_"
     )
     assert job_directory(4, overrides, str(tmp_path / "elsewhere")).startswith("4_attention=global,dataset")
+
+
+def test_slurm_launcher_config_composes_onto_submitit():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the slurm extra is not installed")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.timeout_min == 1440

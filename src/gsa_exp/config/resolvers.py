@@ -88,12 +88,18 @@ def epoch_fraction(max_epochs: int, fraction: float) -> int:
     return max(1, int(max_epochs * fraction))
 
 
+def optimisation_direction(mode: str) -> str:
+    """monitor.mode (max/min) in the words hyper-parameter sweepers use."""
+    return {"max": "maximize", "min": "minimize"}[mode]
+
+
 def register_resolvers() -> None:
     """Make the resolvers known to OmegaConf (idempotent)."""
     for name, function in (
         ("gsa_run_dir", claim_directory),
         ("gsa_job_dir", job_directory),
         ("gsa_epoch_fraction", epoch_fraction),
+        ("gsa_direction", optimisation_direction),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=True)

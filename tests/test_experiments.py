@@ -1,0 +1,90 @@
+"""Named experiments: the paper grid (composition and the smoke run) and the Optuna search."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import QUIET, TINY_DATA, compose_config, run_script
+
+
+def test_paper_grid_composes_with_the_medmnist_protocol():
+    cfg = compose_config(["experiment=paper_grid"])
+    assert cfg.trainer.max_epochs == 100 and cfg.optimizer.lr == 0.001
+    assert cfg.scheduler._target_.endswith("MultiStepLR") and list(cfg.scheduler.milestones) == [50, 75]
+    assert cfg.monitor.metric == "val/auroc"
+
+
+def sweep_grid(experiment: str) -> dict[str, list[str]]:
+    path = Path(compose_config([]).paths.root_dir, "conf", "experiment", f"{experiment}.yaml")
+    params = yaml.safe_load(path.read_text())["hydra"]["sweeper"]["params"]
+    return {key: str(value).split(",") for key, value in params.items()}
+
+
+def test_paper_grid_sweeps_three_data_sets_four_backbones_two_attentions_three_seeds():
+    grid = sweep_grid("paper_grid")
+    assert grid == {
+        "dataset": ["pneumoniamnist", "octmnist", "fer2013"],
+        "backbone": ["googlenet", "vgg", "resnet", "densenet"],
+        "attention": ["none", "global"],
+        "seed": ["0", "1", "2"],
+    }
+    smoke = sweep_grid("paper_grid_smoke")
+    assert smoke["dataset"] == [f"smoke/{name}" for name in grid["dataset"]]
+    assert {key: smoke[key] for key in ("backbone", "attention", "seed")} == {
+        key: grid[key] for key in ("backbone", "attention", "seed")
+    }
+
+
+@pytest.mark.parametrize("standin", ["pneumoniamnist", "octmnist", "fer2013"])
+def test_smoke_standins_are_tiny_generated_sets_named_after_the_real_ones(standin):
+    stand_in = compose_config([f"dataset=smoke/{standin}"]).dataset
+    assert stand_in.name == f"{standin}-standin"
+    assert stand_in.source._target_.endswith("SyntheticLesions") and stand_in.image_size == 16
+
+
+@pytest.mark.slow
+def test_paper_grid_smoke_runs_end_to_end_and_its_summary_has_every_cell(tmp_path):
+    sweep_dir = tmp_path / "grid"
+    result = run_script("train.py", "-m", "experiment=paper_grid_smoke", f"hydra.sweep.dir={sweep_dir}", timeout=3000)
+    assert result.returncode == 0, result.stderr[-4000:]
+    statuses = [json.loads(line)["status"] for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
+    assert statuses == ["completed"] * 72
+    summary = run_script("scripts/summarize.py", str(sweep_dir))
+    assert summary.returncode == 0, summary.stderr
+    rows = list(csv.DictReader((sweep_dir / "results.csv").open()))
+    cells = {(r["dataset"], r["backbone"], r["attention"]) for r in rows if r["metric"] == "test/acc" and r["n"] == "3"}
+    assert len(cells) == 3 * 4 * 2
+    report = (sweep_dir / "results.md").read_text()
+    assert "—" not in report and "failed" not in report.split("## Failed")[0]
+    assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_optuna_search_runs_three_trials_and_survives_a_failing_one(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    sweep_dir = tmp_path / "search"
+    result = run_script(
+        "train.py",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "optimizer=sgd",
+        "optimizer.lr=choice(0.01,1e30)",  # 1e30 makes a trial's loss non-finite
+        *TINY_DATA,
+        *QUIET,
+        "debug=limit",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [json.loads(line) for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        lr = next(o for o in record["overrides"] if o.startswith("optimizer.lr="))
+        assert record["status"] == ("failed" if lr == "optimizer.lr=1e+30" else "completed"), record
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["best_params"]["optimizer.lr"] == 0.01
+    assert 0.0 <= results["best_value"] <= 1.0
