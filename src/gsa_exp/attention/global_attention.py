@@ -105,20 +105,10 @@ class GlobalSpatialAttention(LearnedMapAttention):
         num_train: int,
         bank: dict[str, Any],
         classifier: dict[str, Any],
-        temperature: float,
         init_bias: float,
-        mode: str,
-        regularization: dict[str, float],
-        freeze_after_epochs: int | None,
-        lr_multiplier: float,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            temperature=temperature,
-            mode=mode,
-            regularization=regularization,
-            freeze_after_epochs=freeze_after_epochs,
-            lr_multiplier=lr_multiplier,
-        )
+        super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         self.bank_options = BankOptions(**bank)
         self.classifier_options = PixelClassifierOptions(**classifier)
         self.image_size = image_size

@@ -39,8 +39,10 @@ def apply_gate(features: Tensor, gate: Tensor, mode: str) -> Tensor:
 class LearnedMapAttention(SpatialAttention):
     """Gate, regularisers and freezing of the variants whose maps are sigmoids of learned logits.
 
-    Subclasses put every spatial map of the current training step into ``_step_maps``
-    (``remember``), so the regularisers see the maps the loss was computed with.
+    The variants pass these options (their YAML keys) through as ``**options``: every
+    variant has them, with one meaning. Subclasses put every spatial map of the current
+    training step into ``_step_maps`` (``remember``), so the regularisers see the maps the
+    loss was computed with.
     """
 
     def __init__(

@@ -135,20 +135,10 @@ class LocalSpatialAttention(LearnedMapAttention):
         placement: str,
         kernel_size: int,
         reduction: int,
-        temperature: float,
         init_bias: float,
-        mode: str,
-        regularization: dict[str, float],
-        freeze_after_epochs: int | None,
-        lr_multiplier: float,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            temperature=temperature,
-            mode=mode,
-            regularization=regularization,
-            freeze_after_epochs=freeze_after_epochs,
-            lr_multiplier=lr_multiplier,
-        )
+        super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         if placement not in PLACEMENTS:
             raise ValueError(f"attention.placement={placement!r} is not one of {list(PLACEMENTS)}")
         if kernel_size < 1 or kernel_size % 2 == 0:

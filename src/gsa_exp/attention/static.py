@@ -8,6 +8,8 @@ matches ``global``, the data-derived classifier does not matter; any shared mask
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -23,20 +25,10 @@ class StaticSpatialAttention(LearnedMapAttention):
         in_channels: int,
         image_size: int,
         num_train: int,
-        temperature: float,
         init_bias: float,
-        mode: str,
-        regularization: dict[str, float],
-        freeze_after_epochs: int | None,
-        lr_multiplier: float,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            temperature=temperature,
-            mode=mode,
-            regularization=regularization,
-            freeze_after_epochs=freeze_after_epochs,
-            lr_multiplier=lr_multiplier,
-        )
+        super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         self.image_size = image_size
         # Uniform at sigmoid(init_bias / temperature), like GSA: training starts near the plain backbone.
         self.logits = nn.Parameter(torch.full((1, 1, image_size, image_size), float(init_bias)))
