@@ -31,6 +31,26 @@ TINY_DATA = [
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
+def array_datamodule(source, **changes):
+    """An ArrayDataModule over ``source`` with plain settings (normalised at 0.5, no augmentation)."""
+    from gsa_exp.data.datamodule import ArrayDataModule
+
+    options = dict(
+        source=source,
+        image_size=32,
+        channels=None,
+        batch_size=16,
+        eval_batch_size=16,
+        num_workers=0,
+        pin_memory=False,
+        normalize=dict(mean=[0.5], std=[0.5]),
+        augment=dict(hflip=False, max_shift=0),
+        shuffle_seed=0,
+    )
+    options.update(changes)
+    return ArrayDataModule(**options)
+
+
 def compose_config(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
     """The config ``python train.py OVERRIDES`` would see, writing into ``output_dir``."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import array_datamodule
 
 from gsa_exp.data import ArrayDataModule, SyntheticLesions
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
@@ -30,20 +31,7 @@ def synthetic(**changes) -> SyntheticLesions:
 
 
 def datamodule(source=None, **changes) -> ArrayDataModule:
-    options = dict(
-        source=source or synthetic(),
-        image_size=32,
-        channels=None,
-        batch_size=16,
-        eval_batch_size=16,
-        num_workers=0,
-        pin_memory=False,
-        normalize=dict(mean=[0.5], std=[0.5]),
-        augment=dict(hflip=False, max_shift=0),
-        shuffle_seed=0,
-    )
-    options.update(changes)
-    return ArrayDataModule(**options)
+    return array_datamodule(source or synthetic(), **changes)
 
 
 def test_synthetic_is_deterministic_per_seed():

@@ -9,7 +9,7 @@ import torch
 
 from gsa_exp.attention import GlobalSpatialAttention
 from gsa_exp.attention.bank import BankOptions, build_bank, stratified_subset
-from gsa_exp.data.datamodule import ArrayDataModule
+from conftest import array_datamodule
 from gsa_exp.data.splits import MULTICLASS, LoadedData, Split
 
 SIZE = 12
@@ -199,18 +199,7 @@ class MarkedSplits:
 
 def test_bank_holds_training_images_only():
     source = MarkedSplits()
-    datamodule = ArrayDataModule(
-        source=source,
-        image_size=SIZE,
-        channels=None,
-        batch_size=4,
-        eval_batch_size=4,
-        num_workers=0,
-        pin_memory=False,
-        normalize=dict(mean=[0.5], std=[0.5]),
-        augment=dict(hflip=False, max_shift=0),
-        shuffle_seed=0,
-    )
+    datamodule = array_datamodule(source, image_size=SIZE, batch_size=4, eval_batch_size=4)
     datamodule.setup("fit")
     attention = make_attention(num_train=24, standardize=False)
     attention.prepare(*datamodule.bank_images())

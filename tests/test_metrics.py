@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import compose_config
+from conftest import array_datamodule, compose_config
 
-from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, DataInfo, LoadedData, Split
 from gsa_exp.model.metrics import classification_metrics, map_auroc
 from gsa_exp.training.builders import build_model
@@ -79,22 +78,11 @@ class MultiLabelSource:
 
 
 def test_a_multilabel_model_trains_with_bce_and_per_label_metrics(tmp_path):
-    datamodule = ArrayDataModule(
-        source=MultiLabelSource(),
-        image_size=28,
-        channels=None,
-        batch_size=8,
-        eval_batch_size=16,
-        num_workers=0,
-        pin_memory=False,
-        normalize=dict(mean=[0.5], std=[0.5]),
-        augment=dict(hflip=False, max_shift=0),
-        shuffle_seed=0,
-    )
+    datamodule = array_datamodule(MultiLabelSource(), image_size=28, batch_size=8)
     datamodule.setup("fit")
     info = datamodule.info
     assert info.task == MULTILABEL and info.num_classes == 3
-    model = build_model(compose_config(["attention=global", "backbone=resnet"]), info)
+    model = build_model(compose_config(["attention=global", "attention.bank.components=16", "backbone=resnet"]), info)
     model.attention.prepare(*datamodule.bank_images())
     assert isinstance(model.criterion, torch.nn.BCEWithLogitsLoss)
     trainer = pl.Trainer(

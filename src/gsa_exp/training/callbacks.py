@@ -65,7 +65,8 @@ class AttentionMapMonitor(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         attention_map = self._epoch_map(trainer, pl_module)
         self._score(trainer, pl_module, attention_map, "val")
-        if self.log_images and not trainer.sanity_checking and attention_map is not None:
+        during_fit = trainer.state.fn == "fit" and not trainer.sanity_checking  # not the final re-validation
+        if self.log_images and during_fit and attention_map is not None:
             self._log_image(trainer, "attention/map", attention_map[None].clamp(0, 1), "CHW")
 
     # -- test ---------------------------------------------------------------------------
