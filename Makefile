@@ -34,6 +34,9 @@ test-all: install ## Run every test, the slow ones too
 sweep: install ## A small demo multirun: two backbones x attention off/on, two epochs
 	$(BIN)/python train.py -m backbone=resnet,vgg attention=none,global trainer.max_epochs=2 dataset.source.num_train=256
 
+bench: install ## Benchmark: attention overhead, framework vs bare loop, bank build, loader (BENCH_ARGS="--device cuda --json")
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
 tensorboard: install ## Compare every run under outputs/ in TensorBoard
 	$(BIN)/tensorboard --logdir outputs
 

@@ -17,12 +17,13 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
 
-from gsa_exp.benchmark.suite import BACKBONES, Settings, format_table, run_suite  # noqa: E402
+from gsa_exp.benchmark.suite import BACKBONES, PARTS, Settings, format_table, run_suite  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the ResNet-18 step figures")
     parser.add_argument("--calls", type=int, help="steps timed together per sample (default 1 on CPU, 10 on CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="performance.channels_last=true for every model")
@@ -40,22 +42,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    base = Settings.quick_settings() if args.quick else Settings()
     cuda = args.device.startswith("cuda")
     changes: dict = {
         "device": args.device,
         "precision": args.precision or ("bf16-mixed" if cuda else "32-true"),
         "backbones": tuple(args.backbones),
+        "parts": tuple(args.parts),
+        "extra_overrides": tuple(
+            f"performance.{key}=true"
+            for key, on in (("channels_last", args.channels_last), ("compile", args.compile))
+            if on
+        ),
     }
-    if cuda:
-        changes.update(calls=10, backbone_rounds=5, epoch_overrides=("trainer=gpu",))
+    if cuda:  # fast steps: ten per timed sample; a longer epoch (512 steps) with the GPU trainer config
+        epoch_data = base.epoch_overrides if args.quick else ("dataset.source.num_train=16384",)
+        changes.update(calls=10, epoch_overrides=(*epoch_data, "trainer=gpu"))
+        if not args.quick:
+            changes["backbone_rounds"] = 5
     if args.rounds:
         changes["step_rounds"] = args.rounds
     if args.calls:
         changes["calls"] = args.calls
-    changes["extra_overrides"] = tuple(
-        f"performance.{key}=true" for key, on in (("channels_last", args.channels_last), ("compile", args.compile)) if on
-    )
-    return Settings.quick_settings(**changes) if args.quick else Settings(**changes)
+    return replace(base, **changes)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,7 @@ def make_attention(num_train: int = 20, channels: int = 1, image_size: int = SIZ
         image_size=image_size,
         num_train=num_train,
         bank=bank_options(**bank_changes),
-        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True),
+        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="constant", init_scale=2.0),
         temperature=1.0,
         init_bias=2.0,
         mode="multiply",
@@ -284,3 +284,45 @@ def test_bank_option_errors_name_the_key():
         BankOptions(**bank_options(source="test"))
     with pytest.raises(ValueError, match=r"attention.bank.batch_size=None must be a positive integer"):
         BankOptions(**bank_options(source="batch"))
+
+
+# -- a data-derived start -----------------------------------------------------------------
+def test_class_contrast_start_ranks_the_region_where_the_classes_differ():
+    from gsa_exp.data.synthetic import SyntheticLesions
+    from gsa_exp.model.metrics import map_auroc
+
+    source = SyntheticLesions(
+        image_size=24, channels=1, num_train=200, num_val=4, num_test=4, lesion_amplitude=0.2,
+        distractor_amplitude=0.3, lesion_sigma=0.045, region_radius=0.12, max_blobs=3, noise_std=0.05, jitter=1.0, seed=0,
+    )
+    data = source.load()
+    constant = make_attention(num_train=200, image_size=24, components=32)
+    constant.prepare(data.train.images, data.train.labels)
+    assert float(map_auroc(constant.shared_map(), data.region_mask)) == pytest.approx(0.5)
+    contrast = make_attention(num_train=200, image_size=24, components=32)
+    contrast.classifier_options = type(contrast.classifier_options)(
+        kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0
+    )
+    contrast.prepare(data.train.images, data.train.labels)
+    assert float(map_auroc(contrast.shared_map(), data.region_mask)) > 0.9
+
+
+def test_linear_readout_reproduces_a_target_in_the_bank_span():
+    from gsa_exp.attention.contrast import fit_linear_readout
+
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.randn(6, 5, 5, generator=generator)
+    weights = torch.randn(6, generator=generator)
+    target = torch.einsum("k,khw->hw", weights, bank)
+    fitted = fit_linear_readout(bank, target, ridge=1e-9)
+    assert torch.allclose(torch.einsum("k,khw->hw", fitted, bank), target, atol=1e-4)
+
+
+def test_class_contrast_start_needs_the_linear_classifier():
+    with pytest.raises(ValueError, match="attention.classifier.init='class_contrast' needs attention.classifier.kind='linear'"):
+        GlobalSpatialAttention(
+            in_channels=1, image_size=SIZE, num_train=20, bank=bank_options(),
+            classifier=dict(kind="mlp", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0),
+            temperature=1.0, init_bias=2.0, mode="multiply", regularization=dict(sparsity=0.0, binarization=0.0),
+            freeze_after_epochs=None, lr_multiplier=1.0,
+        )

@@ -24,11 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from gsa_exp.attention.bank import BankOptions, bank_depth, batch_bank, build_bank
+from gsa_exp.attention.contrast import class_separability, fit_linear_readout, standardized
 from gsa_exp.attention.learned_map import LearnedMapAttention, RegularizationOptions, apply_gate
 
 __all__ = ["BankConv2d", "GlobalSpatialAttention", "PixelClassifierOptions", "RegularizationOptions"]
 
 _CLASSIFIERS = ("linear", "mlp")
+_INITS = ("constant", "class_contrast")
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,16 @@ class PixelClassifierOptions:
     hidden: int  # hidden width of the mlp
     kernel_size: int  # 1 = pure per-pixel; odd k > 1 lets a k x k neighbourhood vote
     normalize_fan_in: bool  # use weights / sqrt(K * k * k): the map moves at a speed independent of the bank size
+    init: str  # "constant": A starts uniform | "class_contrast": starts high where the classes differ
+    init_scale: float  # class_contrast: logit spread (in standard deviations of the separability score)
 
     def __post_init__(self) -> None:
+        if self.init not in _INITS:
+            raise ValueError(f"attention.classifier.init={self.init!r} is not one of {list(_INITS)}")
+        if self.init == "class_contrast" and self.kind != "linear":
+            raise ValueError("attention.classifier.init='class_contrast' needs attention.classifier.kind='linear'")
+        if self.init_scale < 0:
+            raise ValueError(f"attention.classifier.init_scale={self.init_scale} must be >= 0")
         if self.kind not in _CLASSIFIERS:
             raise ValueError(f"attention.classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
         if self.hidden < 1:
@@ -66,13 +76,15 @@ class BankConv2d(nn.Conv2d):
         self.weight_scale = (depth * kernel_size * kernel_size) ** -0.5 if normalize_fan_in else 1.0
 
     def forward(self, bank: Tensor) -> Tensor:
-        weight = self.weight * self.weight_scale
         if self.kernel_size != (1, 1) or bank.shape[0] != 1:
-            return self._conv_forward(bank, weight, self.bias)
+            return self._conv_forward(bank, self.weight * self.weight_scale, self.bias)
         _, depth, height, width = bank.shape
         rows = bank.reshape(depth, height * width)
-        weight = weight.reshape(self.out_channels, depth)
-        logits = weight @ rows if self.bias is None else torch.addmm(self.bias.unsqueeze(1), weight, rows)
+        weight = self.weight.reshape(self.out_channels, depth)
+        if self.bias is None:
+            logits = torch.mm(weight, rows).mul_(self.weight_scale)
+        else:  # bias + scale * (weight @ rows), one kernel
+            logits = torch.addmm(self.bias.unsqueeze(1), weight, rows, alpha=self.weight_scale)
         return logits.reshape(1, self.out_channels, height, width)
 
 
@@ -142,13 +154,29 @@ class GlobalSpatialAttention(LearnedMapAttention):
         with torch.no_grad():
             self.bank.copy_(bank)
         self._bank_ready = True
+        if self.classifier_options.init == "class_contrast":
+            self._start_from_class_contrast(images, labels)
+
+    def _start_from_class_contrast(self, images: Tensor, labels: Tensor) -> None:
+        """Initial logits = init_bias + init_scale * (standardised class separability), fitted linearly."""
+        options = self.classifier_options
+        target = options.init_scale * standardized(class_separability(images, labels, self.bank_options.chunk_size))
+        layer = self.classifier[0]
+        weights = fit_linear_readout(self.bank, target, ridge=1e-3) / layer.weight_scale
+        with torch.no_grad():
+            layer.weight.zero_()
+            centre = options.kernel_size // 2
+            layer.weight[0, :, centre, centre] = weights
 
     # -- the map ----------------------------------------------------------------------
     def compute_map(self) -> Tensor:
         """A fresh 1 x 1 x H x W map from the current parameters and the fixed bank (source=train)."""
         if self.batch_source:
             raise RuntimeError("global attention with attention.bank.source=batch has no fixed bank: its map is per batch")
-        return self.gate(self.classifier(self.bank.unsqueeze(0)))
+        # float32 even under mixed precision: the product is tiny, and casting the bank and the
+        # classifier's weights to half precision would cost more kernels than it saves
+        with torch.autocast(self.bank.device.type, enabled=False):
+            return self.gate(self.classifier(self.bank.unsqueeze(0)))
 
     def attention_map(self) -> Tensor:
         """The map, recomputed in training and cached in eval until a parameter changes."""

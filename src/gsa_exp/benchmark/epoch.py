@@ -20,10 +20,11 @@ from gsa_exp.training.builders import build_callbacks, build_datamodule, build_t
 
 # What the framework epoch runs with, beyond the user's trainer config (stated in the report).
 FRAMEWORK_SETTINGS = (
-    "trainer config as composed (progress bar, model summary, log_every_n_steps as a user gets them), "
-    "max_epochs=1, logger off, checkpointing off (the ModelCheckpoint callback removed, every other "
-    "configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0): "
-    "the bare loop has neither; progress bar output (stdout) goes to /dev/null"
+    "the whole trainer.fit() of one epoch, Trainer as train() builds it from the composed config "
+    "(progress bar and model summary on: Lightning's defaults, Rich when installed; log_every_n_steps "
+    "as configured), logger off, checkpointing off (the ModelCheckpoint callback removed, every other "
+    "configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0); the bare "
+    "loop has none of these; the progress bar's output goes to /dev/null"
 )
 
 
@@ -93,18 +94,21 @@ def bare_epoch(
     return run
 
 
-def epoch_variants(
-    cfg: DictConfig, device: torch.device, precision: str
-) -> tuple[dict[str, Callable[[], None]], int]:
-    """The two epoch runners (framework, bare) on twin models, and the training set size."""
+def epoch_variants(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Callable[[], None]], int]:
+    """The two epoch runners (framework, bare) on twin models, and the training set size.
+
+    The bare loop uses the trainer config's precision (autocast as Lightning does it).
+    """
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     cfg = epoch_config(cfg, accelerator)
     datamodule = build_datamodule(cfg.dataset)
     datamodule.setup("fit")
-    model = prepared_model(cfg, datamodule, torch.device("cpu"))
-    twin = copy.deepcopy(model).to(device)
+    torch.manual_seed(0)
+    model = prepared_model(cfg, datamodule, torch.device("cpu"))  # the Trainer moves it
+    torch.manual_seed(0)
+    twin = prepared_model(cfg, datamodule, device)  # the same weights (built, not copied: compile-safe)
     variants = {
         "framework": framework_epoch(cfg, model, datamodule),
-        "bare": bare_epoch(twin, datamodule, precision, device),
+        "bare": bare_epoch(twin, datamodule, str(cfg.trainer.precision), device),
     }
     return variants, len(datamodule.split("train"))

@@ -88,7 +88,8 @@ def step_functions(model: ImageClassifier, images: Tensor, labels: Tensor, preci
     optimizer, _ = configured_optimizer(model)
 
     def train() -> None:
-        model.train()
+        if not model.training:  # a mode switch walks every module: not part of a step
+            model.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, device):
             loss = training_loss(model, images, labels)
@@ -96,7 +97,8 @@ def step_functions(model: ImageClassifier, images: Tensor, labels: Tensor, preci
         optimizer.step()
 
     def infer() -> None:
-        model.eval()
+        if model.training:
+            model.eval()
         with torch.inference_mode(), autocast(precision, device):
             model(images)
 

@@ -61,6 +61,7 @@ class ImageClassifier(pl.LightningModule):
             backbone, in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size
         )
         self.attention.attach(self.backbone)
+        self.channels_last = False  # performance.channels_last (see optimize_for_speed)
         self.attention_maps: Tensor | None = None  # per-image maps of the last infer() call (see there)
         self._preceding: Tensor | None = None  # fixed-batch variants: images that complete a short batch
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
@@ -76,10 +77,28 @@ class ImageClassifier(pl.LightningModule):
         self.train_metrics = classification_metrics(info.task, info.num_classes, "train/")
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
+        self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
 
     # -- inference --------------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor | tuple:
-        return self.backbone((self.attention(images) - self.mean) / self.std)
+        inputs = (self.attention(images) - self.mean) / self.std
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.backbone(inputs)
+
+    def optimize_for_speed(self, *, channels_last: bool, compile: bool, compile_mode: str = "default") -> None:
+        """The ``performance`` config: settings that change no result beyond float rounding.
+
+        ``channels_last``: the backbone's weights and inputs in NHWC layout (tensor-core
+        convolutions without transposes). ``compile``: ``torch.compile`` of the backbone, in
+        place, so parameter names and checkpoints stay as they are; the attention is left
+        eager (its map is one small product per step, and its eval cache is Python logic).
+        """
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone.compile(mode=compile_mode)
 
     def infer(self, images: Tensor) -> Tensor:
         """Main logits of any number of images, for evaluation and figures.
@@ -147,9 +166,11 @@ class ImageClassifier(pl.LightningModule):
                 f"(batch {batch_idx}): training stopped, checkpoints written so far are kept. Lower optimizer.lr, "
                 "or set loss.nonfinite=skip to skip such batches"
             )
-        self.train_metrics.update(self.probabilities(logits.detach()), self.metric_targets(labels))
+        # Kept on the device and fed to the metrics once per epoch (on_train_epoch_end): per-step
+        # updates cost several small kernels, and logging Metric objects every step makes Lightning
+        # move every metric state (AUROC keeps every prediction) each step, O(steps^2) per epoch.
+        self._train_outputs.append((self.probabilities(logits.detach()), self.metric_targets(labels)))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: Any, stage: str) -> None:
@@ -166,7 +187,16 @@ class ImageClassifier(pl.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_train_epoch_start(self) -> None:
+        self._train_outputs = []
         self.attention.on_train_epoch_start(self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's training metrics: one update with every step's outputs, logged once."""
+        if self._train_outputs:
+            probabilities, targets = (torch.cat(parts) for parts in zip(*self._train_outputs))
+            self._train_outputs = []
+            self.train_metrics.update(probabilities, targets)
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
     def on_validation_epoch_start(self) -> None:
         self.reset_eval_context()

@@ -20,7 +20,8 @@ def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
 
 
 def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
-    return ImageClassifier(
+    """The model, with the ``performance`` settings (memory layout, compilation) applied."""
+    model = ImageClassifier(
         attention=as_container(cfg.attention),
         backbone=as_container(cfg.backbone),
         optimizer=as_container(cfg.optimizer),
@@ -29,6 +30,12 @@ def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
         monitor=as_container(cfg.monitor),
         data_info=info.to_dict(),
     )
+    model.optimize_for_speed(
+        channels_last=cfg.performance.channels_last,
+        compile=cfg.performance.compile,
+        compile_mode=cfg.performance.compile_mode,
+    )
+    return model
 
 
 def _named_nodes(group: DictConfig | None) -> list[Any]:

@@ -1,0 +1,233 @@
+"""Performance work, checked for correctness (never for timing): the benchmark script, the
+fast paths behind its figures, and the GPU/speed settings.
+
+Covered elsewhere, not repeated here (tests/test_global_attention.py):
+* the cached eval map equals the freshly computed one and is recomputed after a parameter
+  update: ``test_eval_map_is_cached_until_a_parameter_changes``;
+* one map per training forward of the module: ``test_map_is_computed_once_per_training_forward``
+  (here: once per step of a real Lightning fit);
+* the chunked bank equals the one-shot bank, raw and compressed: ``test_chunked_bank_equals_one_shot_bank``
+  (here: the one-pass compression against a plain float64 PCA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import QUIET, TINY_DATA, compose_config, run_script
+from omegaconf import open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from gsa_exp.attention.bank import BankOptions, _rows, build_bank
+from gsa_exp.attention.global_attention import BankConv2d
+from gsa_exp.benchmark.suite import TARGETS, Settings
+from gsa_exp.model.metrics import classification_metrics
+from gsa_exp.training.builders import build_datamodule, build_model, build_trainer
+
+
+def tiny_model(*overrides: str):
+    cfg = compose_config([*TINY_DATA, *QUIET, *overrides])
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    torch.manual_seed(0)
+    model = build_model(cfg, datamodule.info)
+    if model.attention.needs_training_data:
+        model.attention.prepare(*datamodule.bank_images())
+    return cfg, datamodule, model
+
+
+def quiet_trainer(cfg, tmp_path, callbacks=(), **changes):
+    with open_dict(cfg):
+        cfg.trainer.update({"default_root_dir": str(tmp_path), "enable_checkpointing": bool(callbacks), **changes})
+    return build_trainer(cfg, list(callbacks), loggers=False)
+
+
+# -- the map in a real fit -----------------------------------------------------------------
+def test_map_is_computed_once_per_training_step_and_once_per_validation_in_a_fit(tmp_path):
+    cfg, datamodule, model = tiny_model("attention=global", "attention.bank.components=null")
+    stages = []
+    original = model.attention.compute_map
+
+    def counted():
+        stages.append("train" if model.training else "eval")
+        return original()
+
+    model.attention.compute_map = counted
+    trainer = quiet_trainer(
+        cfg, tmp_path, max_epochs=2, limit_train_batches=3, limit_val_batches=2, num_sanity_val_steps=0
+    )
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 6
+    assert stages.count("train") == 6  # one map per optimizer step, none per sample
+    assert stages.count("eval") == 2  # two validation epochs of two batches: the cached map, once each
+
+
+# -- training metrics: updated and logged once per epoch -----------------------------------
+def test_epoch_train_metrics_equal_the_metrics_of_every_step_output(tmp_path):
+    cfg, datamodule, model = tiny_model("attention=none")
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = model.probabilities
+
+    def recorded(logits):
+        probabilities = original(logits)
+        seen.append(probabilities.detach().clone())
+        return probabilities
+
+    model.probabilities = recorded
+    labels = []
+    model.on_train_batch_start = lambda batch, batch_idx: labels.append(batch[1].clone())
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="train/auroc", mode="max")
+    trainer = quiet_trainer(
+        cfg, tmp_path, callbacks=[checkpoint], max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    expected = classification_metrics(model.data_info.task, model.data_info.num_classes, "train/")
+    expected.update(torch.cat(seen), torch.cat(labels))
+    for name, value in expected.compute().items():
+        assert torch.allclose(trainer.callback_metrics[name], value, atol=1e-6), name
+    assert checkpoint.best_model_score is not None  # a metric logged at epoch end can be monitored
+    assert model._train_outputs == []
+
+
+# -- the bank's fast paths -------------------------------------------------------------------
+def random_uint8(count: int, size: int, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, channels, size, size), generator=generator, dtype=torch.uint8)
+
+
+def options(**changes) -> BankOptions:
+    values = dict(source="train", num_images=None, components=None, standardize=True, chunk_size=1024, seed=0)
+    return BankOptions(**{**values, **changes})
+
+
+def test_standardised_rows_match_the_textbook_formula():
+    images = random_uint8(50, 9, channels=2)
+    images[3, 1] = 17  # a constant row becomes zeros
+    rows = images.reshape(100, -1).double() / 255
+    expected = (rows - rows.mean(dim=1, keepdim=True)) / rows.std(dim=1, keepdim=True).clamp_min(1e-6)
+    bank = build_bank(images, torch.arange(50) % 2, options())
+    assert torch.allclose(bank.reshape(100, -1).double(), expected, atol=1e-5)
+    assert torch.equal(bank[7], torch.zeros(9, 9))
+
+
+def test_rows_of_a_slice_equal_rows_of_the_same_indices():
+    images = random_uint8(20, 6, channels=3)
+    for standardize in (False, True):
+        by_slice = _rows(images, slice(4, 13), standardize)
+        by_index = _rows(images, torch.arange(4, 13), standardize)
+        assert torch.equal(by_slice, by_index)
+
+
+@pytest.mark.parametrize("chunk_size", [64, 1000])
+def test_one_pass_compression_matches_a_float64_pca(chunk_size):
+    count, size, components = 600, 8, 6  # more rows than pixels: the pixel Gram path
+    images = random_uint8(count, size)
+    images[::3] //= 2  # a spread of brightness, so the leading components are well separated
+    bank = build_bank(images, torch.arange(count) % 3, options(components=components, chunk_size=chunk_size))
+    rows = images.reshape(count, -1).double()
+    rows = (rows - rows.mean(dim=1, keepdim=True)) / rows.std(dim=1, keepdim=True)
+    mean = rows.mean(dim=0)
+    eigenvalues, eigenvectors = torch.linalg.eigh((rows - mean).T @ (rows - mean))
+    top = torch.argsort(eigenvalues, descending=True)[:components]
+    reference = torch.cat([mean.unsqueeze(0), (eigenvectors[:, top] * eigenvalues[top].sqrt()).T])
+    reference = (reference - reference.mean(dim=1, keepdim=True)) / reference.std(dim=1, keepdim=True)
+    flat = bank.reshape(components + 1, -1).double()
+    signs = torch.sign((flat * reference).sum(dim=1, keepdim=True))  # components are defined up to sign
+    assert torch.allclose(flat * signs, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "bias"), [("one", True), ("hidden", True), ("one", False)])
+def test_bank_product_equals_the_1x1_convolution(kind, bias):
+    out_channels = 1 if kind == "one" else 5
+    layer = BankConv2d(7, out_channels, 1, normalize_fan_in=True)
+    if not bias:
+        layer.bias = None
+    torch.nn.init.normal_(layer.weight)
+    bank = torch.randn(1, 7, 6, 5, requires_grad=True)
+    product = layer(bank)
+    convolution = F.conv2d(bank, layer.weight * layer.weight_scale, layer.bias)
+    assert torch.allclose(product, convolution, atol=1e-5)
+    (product * convolution.detach()).sum().backward()
+    product_grad = layer.weight.grad.clone()
+    layer.weight.grad = None
+    (convolution * convolution.detach()).sum().backward()
+    assert torch.allclose(product_grad, layer.weight.grad, atol=1e-4)
+
+
+# -- speed settings --------------------------------------------------------------------------
+def test_gpu_trainer_config_sets_precision_layout_and_pinned_memory():
+    default = compose_config([])
+    assert default.performance.channels_last is False and default.performance.compile is False
+    gpu = compose_config(["trainer=gpu"])
+    assert gpu.trainer.precision == "bf16-mixed" and gpu.trainer.accelerator == "gpu"
+    assert gpu.trainer.max_epochs == default.trainer.max_epochs  # the rest of trainer/default is kept
+    assert gpu.performance.channels_last is True and gpu.dataset.pin_memory is True
+    fp16 = compose_config(["trainer=gpu", "trainer.precision=16-mixed", "performance.channels_last=false"])
+    assert fp16.trainer.precision == "16-mixed" and fp16.performance.channels_last is False
+
+
+def outputs_and_gradients(model, images, labels):
+    """Eval-mode logits and gradients (BatchNorm on running statistics: a well-conditioned comparison;
+    training-mode statistics of tiny batches amplify rounding differences many times)."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    logits = model(images)
+    F.cross_entropy(logits, labels).backward()
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return logits.detach(), gradients
+
+
+def assert_same_model_behaviour(reference, changed, tolerance):
+    """Same logits and gradients, up to float rounding (gradients relative to their largest entry)."""
+    images = torch.rand(8, 1, 32, 32)
+    labels = torch.arange(8) % 2
+    expected_logits, expected_grads = outputs_and_gradients(reference, images, labels)
+    logits, grads = outputs_and_gradients(changed, images, labels)
+    assert torch.allclose(logits, expected_logits, atol=tolerance)
+    assert expected_grads.keys() == grads.keys()
+    for name, gradient in grads.items():
+        scale = expected_grads[name].abs().max().item()
+        assert torch.allclose(gradient, expected_grads[name], atol=tolerance * (1 + scale)), name
+
+
+def test_channels_last_gives_the_eager_results():
+    _, _, reference = tiny_model("attention=global")
+    _, _, changed = tiny_model("attention=global", "performance.channels_last=true")
+    weight = changed.backbone.layer1[0].conv1.weight  # 64 input channels: the two layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert changed.state_dict().keys() == reference.state_dict().keys()
+    assert_same_model_behaviour(reference, changed, tolerance=1e-4)
+
+
+@pytest.mark.slow  # compiling a ResNet-18 forward and backward takes minutes on a small CPU
+def test_compiled_backbone_gives_the_eager_results():
+    _, _, reference = tiny_model("attention=global")
+    _, _, changed = tiny_model("attention=global", "performance.compile=true")
+    assert changed.state_dict().keys() == reference.state_dict().keys()  # compiled in place
+    assert_same_model_behaviour(reference, changed, tolerance=1e-4)
+
+
+# -- the benchmark script ----------------------------------------------------------------------
+def test_quick_benchmark_emits_every_figure_as_a_finite_positive_number():
+    done = run_script("scripts/bench.py", "--quick", "--json", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    required = [
+        *TARGETS,
+        "train_step_ratio_global_vs_none",
+        "infer_ratio_global_vs_none",
+        "bank_build_seconds_60k_28px",
+        "bank_peak_bytes_ratio_60k_28px",
+        *(f"bank_compressed_bytes_{n}" for n in ("1k", "10k", "60k")),
+        *(f"{key}_{backbone}" for key in ("train_step_ratio_global_vs_none", "infer_ratio_global_vs_none")
+          for backbone in Settings().backbones),
+    ]
+    for key in required:
+        value = results[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+    assert results["settings"]["quick"] is True and results["machine"]
