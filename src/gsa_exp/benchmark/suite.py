@@ -52,6 +52,7 @@ class Settings:
     backbones: tuple[str, ...] = BACKBONES
     step_rounds: int = 9  # interleaved rounds for the headline (ResNet-18) step and eval figures
     backbone_rounds: int = 3  # rounds for the other backbones' figures
+    infer_round_factor: int = 3  # eval forwards are ~3x cheaper than steps: as many rounds x this, same time
     warmup: int = 1
     calls: int = 1  # calls timed together per sample (raise on fast devices)
     epoch_rounds: int = 3
@@ -111,16 +112,23 @@ def attention_overhead(
     """Interleaved training-step and eval-forward times of attention=none vs attention=global."""
     device = torch.device(settings.device)
     functions = {}
+    backbone_weights = None
     for attention in ATTENTIONS:
         torch.manual_seed(0)
         cfg = compose_train_config([*data_overrides(settings), f"backbone={backbone}", f"attention={attention}"])
         model = prepared_model(cfg, datamodule, device)
+        if backbone_weights is None:
+            backbone_weights = model.backbone.state_dict()
+        else:  # the very same backbone weights: only the attention differs between the variants
+            model.backbone.load_state_dict(backbone_weights)
         functions[attention] = step_functions(
             model, *fixed_batch(datamodule, settings.batch_size, device), settings.precision
         )
-    common = dict(rounds=rounds, warmup=settings.warmup, calls=settings.calls, sync=synchronizer(device))
-    train = interleaved_times({name: f.train for name, f in functions.items()}, **common)
-    infer = interleaved_times({name: f.infer for name, f in functions.items()}, **common)
+    common = dict(warmup=settings.warmup, calls=settings.calls, sync=synchronizer(device))
+    train = interleaved_times({name: f.train for name, f in functions.items()}, rounds=rounds, **common)
+    infer = interleaved_times(
+        {name: f.infer for name, f in functions.items()}, rounds=rounds * settings.infer_round_factor, **common
+    )
     return {"train": train, "infer": infer}
 
 
