@@ -45,14 +45,17 @@ class PixelClassifierOptions:
     init_scale: float  # class_contrast: logit spread (in standard deviations of the separability score)
 
     def __post_init__(self) -> None:
+        if self.kind not in _CLASSIFIERS:
+            raise ValueError(f"attention.classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
         if self.init not in _INITS:
             raise ValueError(f"attention.classifier.init={self.init!r} is not one of {list(_INITS)}")
         if self.init == "class_contrast" and self.kind != "linear":
-            raise ValueError("attention.classifier.init='class_contrast' needs attention.classifier.kind='linear'")
+            raise ValueError(
+                f"attention.classifier.init='class_contrast' needs attention.classifier.kind='linear', got "
+                f"{self.kind!r}; with kind={self.kind} set attention.classifier.init=constant"
+            )
         if self.init_scale < 0:
             raise ValueError(f"attention.classifier.init_scale={self.init_scale} must be >= 0")
-        if self.kind not in _CLASSIFIERS:
-            raise ValueError(f"attention.classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
         if self.hidden < 1:
             raise ValueError(f"attention.classifier.hidden={self.hidden} must be a positive integer")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
