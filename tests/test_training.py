@@ -120,6 +120,7 @@ def test_same_seed_gives_identical_metrics_and_map(tiny_config, tmp_path):
     assert np.array_equal(first_map, np.load(tmp_path / "run" / "attention_map.npy"))
     other = train(tiny_config("debug=limit", "seed=1"))
     assert other != first
+    assert not np.array_equal(first_map, np.load(tmp_path / "run" / "attention_map.npy"))
 
 
 def test_multirun_gives_each_job_its_own_readable_directory(tmp_path):
