@@ -183,8 +183,14 @@ def outputs_and_gradients(model, images, labels):
 
 
 def assert_same_model_behaviour(reference, changed, tolerance):
-    """Same logits and gradients, up to float rounding (gradients relative to their largest entry)."""
-    images = torch.rand(8, 1, 32, 32)
+    """Same logits (to ``tolerance``) and gradients, up to float rounding.
+
+    Gradients are compared relative to each tensor's largest entry, within 1 %: another
+    convolution algorithm sums in another order, and the backward pass's cancellations
+    leave ~0.5 % of the largest entry (seen on CPU); a layout or compilation bug gives O(1).
+    """
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 1, 32, 32, generator=generator)
     labels = torch.arange(8) % 2
     expected_logits, expected_grads = outputs_and_gradients(reference, images, labels)
     logits, grads = outputs_and_gradients(changed, images, labels)
@@ -192,7 +198,7 @@ def assert_same_model_behaviour(reference, changed, tolerance):
     assert expected_grads.keys() == grads.keys()
     for name, gradient in grads.items():
         scale = expected_grads[name].abs().max().item()
-        assert torch.allclose(gradient, expected_grads[name], atol=tolerance * (1 + scale)), name
+        assert torch.allclose(gradient, expected_grads[name], rtol=0, atol=1e-2 * scale + 1e-12), name
 
 
 def test_channels_last_gives_the_eager_results():
