@@ -46,7 +46,7 @@ def make_global(source: str = "train", batch_size: int | None = None, channels: 
     )
     options = dict(
         bank=bank,
-        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="constant", init_scale=2.0),
+        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="constant", init_scale=2.0, init_smoothing=1),
         regularization=REGULARIZATION,
         **COMMON,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsa_exp.attention.bank import BankOptions, bank_depth, batch_bank, build_bank
@@ -43,6 +44,7 @@ class PixelClassifierOptions:
     normalize_fan_in: bool  # use weights / sqrt(K * k * k): the map moves at a speed independent of the bank size
     init: str  # "constant": A starts uniform | "class_contrast": starts high where the classes differ
     init_scale: float  # class_contrast: logit spread (in standard deviations of the separability score)
+    init_smoothing: int  # class_contrast: the score averaged over k x k neighbourhoods (odd; 1 = per pixel)
 
     def __post_init__(self) -> None:
         if self.kind not in _CLASSIFIERS:
@@ -56,6 +58,8 @@ class PixelClassifierOptions:
             )
         if self.init_scale < 0:
             raise ValueError(f"attention.classifier.init_scale={self.init_scale} must be >= 0")
+        if self.init_smoothing < 1 or self.init_smoothing % 2 == 0:
+            raise ValueError(f"attention.classifier.init_smoothing={self.init_smoothing} must be an odd integer >= 1")
         if self.hidden < 1:
             raise ValueError(f"attention.classifier.hidden={self.hidden} must be a positive integer")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -163,7 +167,11 @@ class GlobalSpatialAttention(LearnedMapAttention):
     def _start_from_class_contrast(self, images: Tensor, labels: Tensor) -> None:
         """Initial logits = init_bias + init_scale * (standardised class separability), fitted linearly."""
         options = self.classifier_options
-        target = options.init_scale * standardized(class_separability(images, labels, self.bank_options.chunk_size))
+        score = class_separability(images, labels, self.bank_options.chunk_size)
+        if options.init_smoothing > 1:  # a per-pixel score from few images is noisy; regions are not single pixels
+            k = options.init_smoothing
+            score = F.avg_pool2d(score[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+        target = options.init_scale * standardized(score)
         layer = self.classifier[0]
         weights = fit_linear_readout(self.bank, target, ridge=1e-3) / layer.weight_scale
         with torch.no_grad():
