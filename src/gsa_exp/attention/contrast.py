@@ -14,12 +14,11 @@ import torch
 from torch import Tensor
 
 
-def indicator_columns(labels: Tensor, num_columns: int | None = None) -> Tensor:
+def indicator_columns(labels: Tensor) -> Tensor:
     """One 0/1 column per class (multi-class labels N) or per label (multi-label N x L)."""
     if labels.dim() == 2:
         return labels.to(torch.float64)
-    classes = num_columns or int(labels.max()) + 1
-    return torch.nn.functional.one_hot(labels.long(), classes).to(torch.float64)
+    return torch.nn.functional.one_hot(labels.long()).to(torch.float64)
 
 
 def class_separability(images: Tensor, labels: Tensor, chunk_size: int) -> Tensor:
