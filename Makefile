@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INSTALL_NEEDS_MB := 6500
 SWEEP ?=
 
 export GSA_EXP_ROOT := $(CURDIR)
@@ -17,6 +18,10 @@ help: ## List the targets
 install: $(STAMP) ## Create .venv/ and install gsa-exp with its dev extra (quick when done)
 
 $(STAMP): pyproject.toml
+	@free_mb=$$(df -Pm . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free_mb" -lt $(INSTALL_NEEDS_MB) ]; then \
+	  echo "warning: $$free_mb MB free on this disk; .venv (torch with its CUDA libraries) needs about $(INSTALL_NEEDS_MB) MB" >&2; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
