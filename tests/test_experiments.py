@@ -53,6 +53,8 @@ def test_paper_grid_smoke_runs_end_to_end_and_its_summary_has_every_cell(tmp_pat
     assert result.returncode == 0, result.stderr[-4000:]
     statuses = [json.loads(line)["status"] for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
     assert statuses == ["completed"] * 72
+    checkpoints = sorted(path.name for path in sweep_dir.glob("*/checkpoints/*"))
+    assert checkpoints == ["best.ckpt"] * 72  # weights only, no last.ckpt: the grid stays a few GB
     summary = run_script("scripts/summarize.py", str(sweep_dir))
     assert summary.returncode == 0, summary.stderr
     rows = list(csv.DictReader((sweep_dir / "results.csv").open()))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUIET, TINY_DATA, run_script
+import torch
+from conftest import QUIET, TINY_DATA, compose_config, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from gsa_exp.training.evaluate import evaluate
 from gsa_exp.training.train import train
 
 METRICS = ("acc", "bal_acc", "auroc", "f1", "loss")
@@ -103,6 +105,23 @@ def test_eval_on_the_best_checkpoint_reproduces_the_test_metrics(trained_run, tm
         assert key.startswith("test/")
         assert value == pytest.approx(trained[key], abs=1e-6), key
     assert np.array_equal(np.load(eval_dir / "attention_map.npy"), np.load(trained_run / "attention_map.npy"))
+
+
+def test_weights_only_checkpoints_still_evaluate(tiny_config, tmp_path):
+    """save_weights_only skips callback hooks: the run config must still reach the checkpoint."""
+    trained = train(
+        tiny_config(
+            "debug=limit",
+            "callbacks.model_checkpoint.save_weights_only=true",
+            "callbacks.model_checkpoint.save_last=false",
+        )
+    )
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["best.ckpt"]
+    assert "optimizer_states" not in torch.load(checkpoints / "best.ckpt", weights_only=False)
+    evaluated = evaluate(compose_config([f"ckpt_path={checkpoints / 'best.ckpt'}", *QUIET], tmp_path / "eval", "eval"))
+    for key, value in evaluated.items():
+        assert value == pytest.approx(trained[key], abs=1e-6), key
 
 
 def test_eval_refuses_a_missing_checkpoint(tmp_path):

@@ -18,6 +18,7 @@ from gsa_exp.model.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 NONFINITE_POLICIES = ("stop", "skip")
+RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -78,6 +79,18 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
         self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
+        # The run's resolved config, set by train.py. It goes into every checkpoint through the
+        # module's own hook, which Lightning calls for weights-only checkpoints too (callback
+        # hooks are skipped there), so eval.py and plot_attention.py can always rebuild the data.
+        self.run_config: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint[RUN_CONFIG_KEY] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is None:  # a resumed run keeps its own config
+            self.run_config = checkpoint.get(RUN_CONFIG_KEY)
 
     # -- inference --------------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor | tuple:

@@ -97,16 +97,3 @@ class AttentionMapMonitor(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(tag, image, trainer.global_step, dataformats=dataformats)
-
-
-class RunConfigInCheckpoint(pl.Callback):
-    """Stores the run's resolved config in every checkpoint, so ``eval.py`` can rebuild its data."""
-
-    KEY = "gsa_exp_config"
-
-    def __init__(self, config: dict) -> None:
-        super().__init__()
-        self.config = config
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[self.KEY] = self.config

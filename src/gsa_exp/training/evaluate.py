@@ -9,9 +9,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.validation import validate_eval_config
-from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
-from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor, RunConfigInCheckpoint
+from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
 from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     log.info("Evaluating %s; run directory: %s", checkpoint_path, output_dir)
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    if RunConfigInCheckpoint.KEY not in checkpoint:
+    if RUN_CONFIG_KEY not in checkpoint:
         raise ValueError(f"ckpt_path={checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
-    trained = checkpoint[RunConfigInCheckpoint.KEY]
+    trained = checkpoint[RUN_CONFIG_KEY]
 
     datamodule = build_datamodule(dataset_config(cfg, trained))
     datamodule.setup("test")

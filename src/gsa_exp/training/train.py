@@ -13,7 +13,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import validate_train_config
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
-from gsa_exp.training.callbacks import RunConfigInCheckpoint
 from gsa_exp.training.outputs import METRICS_FILE, completed_metrics, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if model.attention.needs_training_data:
         model.attention.prepare(*datamodule.bank_images())
 
-    callbacks = [*build_callbacks(cfg), RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))]
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
     try:
