@@ -10,7 +10,7 @@ SWEEP ?=
 export GSA_EXP_ROOT := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all sweep summarize bench tensorboard clean clean-outputs clean-all
+.PHONY: help install train test test-slow test-all sweep summarize bench tensorboard clean clean-outputs clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ train: install ## Train the default experiment (ResNet-18 + global attention, em
 
 test: install ## Run the fast test suite
 	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install ## Run only the slow tests (the 72-job smoke grid, torch.compile)
+	$(BIN)/python -m pytest -m slow
 
 test-all: install ## Run every test, the slow ones too
 	$(BIN)/python -m pytest

@@ -61,7 +61,10 @@ def test_paper_grid_smoke_runs_end_to_end_and_its_summary_has_every_cell(tmp_pat
     cells = {(r["dataset"], r["backbone"], r["attention"]) for r in rows if r["metric"] == "test/acc" and r["n"] == "3"}
     assert len(cells) == 3 * 4 * 2
     report = (sweep_dir / "results.md").read_text()
-    assert "—" not in report and "failed" not in report.split("## Failed")[0]
+    assert "Job directories: 72 (72 finished, 0 failed, 0 unfinished)" in report
+    table_rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| backbone")]
+    assert table_rows and all("(n=3)" in row and "—" not in row and "failed" not in row for row in table_rows)
+    assert report.rstrip().endswith("None: every job finished with finite metrics.")
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 
