@@ -23,16 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
 
-import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from gsa_exp.attention import NoAttention  # noqa: E402
 from gsa_exp.config.resolvers import register_resolvers  # noqa: E402
-from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier  # noqa: E402
+from gsa_exp.model.classifier import ImageClassifier  # noqa: E402
 from gsa_exp.model.metrics import map_auroc  # noqa: E402
 from gsa_exp.training.builders import build_datamodule  # noqa: E402
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS  # noqa: E402
-from gsa_exp.training.evaluate import dataset_config  # noqa: E402
+from gsa_exp.training.evaluate import dataset_config, trained_run_config  # noqa: E402
 from gsa_exp.training.interpret import map_title, run_map, write_attention_outputs  # noqa: E402
 from gsa_exp.training.outputs import save_attention_map  # noqa: E402
 
@@ -80,16 +79,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot(checkpoint_path: Path, out: str | None, samples_per_class: int) -> list[Path]:
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    if RUN_CONFIG_KEY not in checkpoint:
-        raise PlotError(f"{checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
+    try:
+        trained = trained_run_config(checkpoint_path)
+    except ValueError as error:
+        raise PlotError(str(error)) from error
     out_dir = Path(out) if out is not None else run_directory(checkpoint_path)
     model = ImageClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu")
     model.eval()
     if isinstance(model.attention, NoAttention):
         raise PlotError(f"{checkpoint_path} has no attention (attention=none): there is no map to plot")
     try:
-        datamodule = build_datamodule(dataset_config(OmegaConf.create({}), checkpoint[RUN_CONFIG_KEY]))
+        datamodule = build_datamodule(dataset_config(OmegaConf.create({}), trained))
         datamodule.setup("test")
     except (OSError, ValueError) as error:  # the data set is not on this machine
         shared = model.attention.shared_map()

@@ -445,6 +445,13 @@ def test_plot_attention_explains_a_missing_checkpoint(tmp_path, capsys):
     assert "holds no checkpoints/best.ckpt or checkpoints/last.ckpt" in capsys.readouterr().err
 
 
+def test_plot_attention_refuses_a_checkpoint_not_written_by_train(tmp_path, capsys):
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    assert load_plot_script().main([str(foreign)]) == 2
+    assert f"{foreign} was not written by gsa-exp's train.py (no run config inside)" in capsys.readouterr().err
+
+
 def test_attention_compare_sweeps_every_variant_and_three_seeds_on_any_data_set():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=attention_compare"], return_hydra_config=True)

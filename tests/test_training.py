@@ -131,6 +131,14 @@ def test_eval_refuses_a_missing_checkpoint(tmp_path):
     assert f"no such file (looked at {tmp_path / 'nowhere' / 'best.ckpt'}" in result.stderr
 
 
+def test_eval_refuses_a_checkpoint_not_written_by_train(tmp_path):
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="foreign.ckpt was not written by gsa-exp's train.py"):
+        evaluate(compose_config([f"ckpt_path={foreign}", *QUIET], tmp_path / "eval", "eval"))
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
 def test_same_seed_gives_identical_metrics_and_map(tiny_config, tmp_path):
     first = train(tiny_config("debug=limit", "seed=0"))
     first_map = np.load(tmp_path / "run" / "attention_map.npy")

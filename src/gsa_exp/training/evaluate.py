@@ -31,6 +31,14 @@ def resolve_checkpoint(ckpt_path: str | None) -> Path:
     return resolved
 
 
+def trained_run_config(checkpoint_path: Path) -> dict:
+    """The run config that train.py stored in the checkpoint: what rebuilds its data."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or RUN_CONFIG_KEY not in checkpoint:
+        raise ValueError(f"{checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
+    return checkpoint[RUN_CONFIG_KEY]
+
+
 def dataset_config(cfg: DictConfig, trained: dict) -> DictConfig:
     """The checkpoint's dataset config, with the user's overrides on top.
 
@@ -50,10 +58,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint_path = resolve_checkpoint(cfg.get("ckpt_path"))
     output_dir = Path(cfg.paths.output_dir)
     log.info("Evaluating %s; run directory: %s", checkpoint_path, output_dir)
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    if RUN_CONFIG_KEY not in checkpoint:
-        raise ValueError(f"ckpt_path={checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
-    trained = checkpoint[RUN_CONFIG_KEY]
+    trained = trained_run_config(checkpoint_path)
 
     datamodule = build_datamodule(dataset_config(cfg, trained))
     datamodule.setup("test")
