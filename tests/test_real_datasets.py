@@ -48,7 +48,7 @@ def write_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def medmnist_source(root, flag="pneumoniamnist", size=28, download=False, as_rgb=False) -> MedMNISTSource:
-    return MedMNISTSource(flag=flag, size=size, root=str(root), download=download, as_rgb=as_rgb)
+    return MedMNISTSource(flag=flag, size=size, root=str(root), download=download, as_rgb=as_rgb, cache_dir=None)
 
 
 def test_medmnist_grey_binary_file_loads_as_multiclass(tmp_path):

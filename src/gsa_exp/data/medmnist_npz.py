@@ -4,8 +4,9 @@ Files are ``{root}/{flag}.npz`` (28 px) or ``{root}/{flag}_{size}.npz`` (64, 128
 with keys ``{split}_images`` (uint8 N x H x W, or N x H x W x 3 for colour data sets) and
 ``{split}_labels`` (N x L integers) for the splits train, val and test. The ``medmnist``
 package supplies the metadata (task, channels, label names) and, with ``download=true``,
-fetches a missing file. The arrays are read here with NumPy rather than through the
-package's dataset classes, which insist on the official sample counts.
+fetches a missing file. The arrays are mapped from the file (``npz_members``), not loaded
+whole, rather than read through the package's dataset classes, which load everything and
+insist on the official sample counts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from medmnist.info import HOMEPAGE, INFO
 
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath
+from gsa_exp.data.npz_members import NpzCacheError, map_npz_members, npz_keys
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
 
 SIZES = (28, 64, 128, 224)
@@ -33,7 +35,9 @@ FLAGS_2D = tuple(flag for flag, info in INFO.items() if info["task"] in TASK_TYP
 class MedMNISTSource:
     """One MedMNIST 2D data set (``flag``) at one resolution (``size``), from ``root``."""
 
-    def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool) -> None:
+    def __init__(
+        self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None
+    ) -> None:
         if flag not in FLAGS_2D:
             raise ValueError(f"dataset.source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}")
         if size not in SIZES:
@@ -43,6 +47,7 @@ class MedMNISTSource:
         self.root = ResolvedPath.resolve("dataset.root", root)
         self.download = download
         self.as_rgb = as_rgb
+        self.cache_dir = None if cache_dir is None else ResolvedPath.resolve("dataset.source.cache_dir", cache_dir).path
         info = INFO[flag]
         self.task = TASK_TYPES[info["task"]]
         self.channels = int(info["n_channels"])
@@ -85,9 +90,10 @@ class MedMNISTSource:
         where = self.root.describe(self.path)
         keys = [f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels")]
         try:
-            with np.load(self.path, allow_pickle=False) as archive:
-                found = sorted(archive.files)
-                arrays = {key: archive[key] for key in keys if key in found}
+            found = npz_keys(self.path)
+            arrays = map_npz_members(self.path, keys, self.cache_dir)
+        except NpzCacheError:
+            raise
         except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise DataFormatError(f"{where}: cannot read it as a MedMNIST .npz archive ({error})") from error
         missing = [key for key in keys if key not in arrays]
@@ -109,10 +115,11 @@ class MedMNISTSource:
         _check_array(where, f"{split}_labels", labels, (count, width), np.integer, f"one row per image of {split}_images")
         self._check_label_values(where, split, labels)
 
-        tensor = torch.from_numpy(np.ascontiguousarray(images))
-        tensor = tensor.unsqueeze(1) if self.channels == 1 else tensor.permute(0, 3, 1, 2).contiguous()
+        # Views of the memory-mapped file, never copies: a batch reads only its own images.
+        tensor = torch.from_numpy(images)
+        tensor = tensor.unsqueeze(1) if self.channels == 1 else tensor.permute(0, 3, 1, 2)
         if self.as_rgb and self.channels == 1:
-            tensor = tensor.expand(-1, 3, -1, -1).contiguous()
+            tensor = tensor.expand(-1, 3, -1, -1)
         if self.task == MULTILABEL:
             targets = torch.from_numpy(labels.astype(np.float32))
         else:
