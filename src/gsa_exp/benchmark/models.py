@@ -15,7 +15,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
-from gsa_exp.backbones import split_outputs
 from gsa_exp.config.resolvers import register_resolvers
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.model.classifier import ImageClassifier
@@ -67,12 +66,7 @@ def configured_optimizer(model: ImageClassifier) -> tuple[torch.optim.Optimizer,
 
 def training_loss(model: ImageClassifier, images: Tensor, labels: Tensor) -> Tensor:
     """The loss ``training_step`` optimises: main head, auxiliary heads and attention regulariser."""
-    logits, auxiliary = split_outputs(model(images))
-    loss = model.criterion(logits, labels)
-    for aux_logits in auxiliary:
-        loss = loss + model.aux_weight * model.criterion(aux_logits, labels)
-    penalty = model.attention.regularization_loss()
-    return loss if penalty is None else loss + penalty
+    return model.training_loss(images, labels)[0]
 
 
 @dataclass

@@ -138,6 +138,26 @@ def validate_trainer_options(cfg: DictConfig) -> None:
         _fail("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def validate_speed_options(cfg: DictConfig) -> None:
+    """The ``performance`` keys and the optimizer's implementation switches."""
+    for key in ("channels_last", "compile", "data_on_device"):
+        if not isinstance(_value(cfg, f"performance.{key}"), bool):
+            _fail(f"performance.{key}", _value(cfg, f"performance.{key}"), "must be true or false")
+    require_choice(cfg, "performance.compile_mode", COMPILE_MODES)
+    share = _value(cfg, "performance.device_memory_share")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        _fail("performance.device_memory_share", share, "must be a number in (0, 1]")
+    for key in ("fused", "foreach"):
+        value = _value(cfg, f"optimizer.{key}")
+        if value is not None and not isinstance(value, bool):
+            _fail(f"optimizer.{key}", value, "must be true, false or null (torch's choice)")
+    if _value(cfg, "optimizer.fused") and _value(cfg, "optimizer.foreach"):
+        _fail("optimizer.foreach", True, "not together with optimizer.fused=true (two implementations of one step)")
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Everything ``train.py`` can check before it touches data."""
     if _value(cfg, "seed") is not None:
@@ -148,6 +168,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     if _value(cfg, "optimizer.weight_decay") is not None:
         require_positive_number(cfg, "optimizer.weight_decay", allow_zero=True)
     require_choice(cfg, "loss.nonfinite", NONFINITE_POLICIES)
+    validate_speed_options(cfg)
     smoothing = _value(cfg, "loss.label_smoothing")
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
         _fail("loss.label_smoothing", smoothing, "must be in [0, 1)")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from gsa_exp.data.device_batches import DeviceBatches, fits_on_device
 from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
@@ -86,6 +87,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self.data: LoadedData | None = None
         self._info: DataInfo | None = None
         self._train_batches_to_skip = 0  # set when resuming mid-epoch from a checkpoint
+        self.on_device, self.memory_share, self.pad_eval_batches = False, 1.0, False  # see configure_batches
+        self._device_splits: dict[str, Split] | None = None
 
     # -- set-up -----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -141,16 +144,52 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.data.split(name)
 
     # -- loaders ----------------------------------------------------------------------
-    def _loader(self, name: str, train: bool) -> DataLoader:
-        dataset = UInt8ImageDataset(self.split(name))
-        sampler = None
-        if train:
-            sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed)
-            sampler.skip_next(self._train_batches_to_skip * self.batch_size)
-            self._train_batches_to_skip = 0
+    def configure_batches(self, *, on_device: bool, memory_share: float, pad_eval_batches: bool) -> None:
+        """The ``performance`` settings that shape batches.
+
+        ``on_device``: on a single device, the splits move to it once and batches are index
+        slices there (``DeviceBatches``), unless they need more than ``memory_share`` of its
+        free memory. ``pad_eval_batches``: short evaluation batches are completed to
+        ``eval_batch_size`` and the completion is discarded after the forward, so a compiled
+        model sees one shape (``on_after_batch_transfer``).
+        """
+        if not 0 < memory_share <= 1:
+            raise ValueError(f"performance.device_memory_share={memory_share} must be in (0, 1]")
+        self.on_device, self.memory_share, self.pad_eval_batches = on_device, memory_share, pad_eval_batches
+
+    def _train_sampler(self, size: int) -> EpochShuffleSampler:
+        sampler = EpochShuffleSampler(size, self.shuffle_seed)
+        sampler.skip_next(self._train_batches_to_skip * self.batch_size)
+        self._train_batches_to_skip = 0
+        return sampler
+
+    def _batch_device(self) -> torch.device | None:
+        """The device batches are sliced on, or None for the host loader (several processes, too large, off)."""
+        trainer = self.trainer
+        if not self.on_device or trainer is None or trainer.world_size != 1:
+            return None
+        device = trainer.strategy.root_device
+        if self._device_splits is None:
+            assert self.data is not None
+            splits = {name: self.data.split(name) for name in SPLITS}
+            if not fits_on_device(splits, device, self.memory_share):
+                self.on_device = False
+                return None
+            self._device_splits = {
+                name: Split(images=split.images.to(device), labels=split.labels.to(device)) for name, split in splits.items()
+            }
+        return device
+
+    def _loader(self, name: str, train: bool) -> DataLoader | DeviceBatches:
+        split = self.split(name)
+        sampler = self._train_sampler(len(split)) if train else None
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if self._batch_device() is not None:
+            assert self._device_splits is not None
+            return DeviceBatches(self._device_splits[name], batch_size, sampler)
         return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            UInt8ImageDataset(split),
+            batch_size=batch_size,
             sampler=sampler,
             drop_last=train,  # BatchNorm cannot train on a batch of one
             num_workers=self.num_workers,
@@ -196,6 +235,16 @@ class ArrayDataModule(pl.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Model-ready floats; a short evaluation batch, when padding is on, completed and counted.
+
+        Padded batches are (images, labels, count): the model keeps the first ``count`` outputs.
+        """
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
+        count = images.shape[0]
+        if not training and self.pad_eval_batches and count < self.eval_batch_size:
+            padding = self.eval_batch_size - count
+            images = torch.cat([images, images[:1].expand(padding, *images.shape[1:])])
+            labels = torch.cat([labels, labels[:1].expand(padding, *labels.shape[1:])])
+            return self.to_model_input(images, train=False), labels, count
         return self.to_model_input(images, train=training), labels

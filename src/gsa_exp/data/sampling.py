@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch import Tensor
 from torch.utils.data import Sampler
 
 
@@ -33,9 +34,13 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self) -> Iterator[int]:
+    def next_order(self) -> Tensor:
+        """The indices of the next pass as a tensor (what ``__iter__`` yields), and advance the epoch."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator)
         skip, self._pending_skip = self._pending_skip, 0
         self.epoch += 1
-        return iter(order[skip:].tolist())
+        return order[skip:]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.next_order().tolist())

@@ -14,15 +14,12 @@ from gsa_exp.backbones import split_outputs
 from gsa_exp.config.instantiate import instantiate_component
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.metrics import classification_metrics
+from gsa_exp.model.nonfinite import NonFiniteLossWatch
 
 
 log = logging.getLogger(__name__)
 NONFINITE_POLICIES = ("stop", "skip")
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step."""
 
 
 class ImageClassifier(pl.LightningModule):
@@ -63,6 +60,8 @@ class ImageClassifier(pl.LightningModule):
         )
         self.attention.attach(self.backbone)
         self.channels_last = False  # performance.channels_last (see optimize_for_speed)
+        self._compile_options: dict[str, Any] | None = None  # performance.compile (see optimize_for_speed)
+        self._compiled_methods: dict[str, Any] = {}
         self.attention_maps: Tensor | None = None  # per-image maps of the last infer() call (see there)
         self._preceding: Tensor | None = None  # fixed-batch variants: images that complete a short batch
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
@@ -75,6 +74,7 @@ class ImageClassifier(pl.LightningModule):
         if loss["nonfinite"] not in NONFINITE_POLICIES:
             raise ValueError(f"loss.nonfinite={loss['nonfinite']!r} is not one of {list(NONFINITE_POLICIES)}")
         self.nonfinite = loss["nonfinite"]
+        self._nonfinite_watch = NonFiniteLossWatch()
         self.train_metrics = classification_metrics(info.task, info.num_classes, "train/")
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
@@ -94,7 +94,14 @@ class ImageClassifier(pl.LightningModule):
 
     # -- inference --------------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor | tuple:
-        inputs = (self.attention(images) - self.mean) / self.std
+        gated = self.attention(images)
+        if self.compiled and not torch.compiler.is_compiling():
+            return self._compiled("backbone_logits")(gated)  # eval forwards behind the cached map
+        return self.backbone_logits(gated)
+
+    def backbone_logits(self, gated: Tensor) -> Tensor | tuple:
+        """Normalise the attended intensities and run the backbone."""
+        inputs = (gated - self.mean) / self.std
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.backbone(inputs)
@@ -103,15 +110,30 @@ class ImageClassifier(pl.LightningModule):
         """The ``performance`` config: settings that change no result beyond float rounding.
 
         ``channels_last``: the backbone's weights and inputs in NHWC layout (tensor-core
-        convolutions without transposes). ``compile``: ``torch.compile`` of the backbone, in
-        place, so parameter names and checkpoints stay as they are; the attention is left
-        eager (its map is one small product per step, and its eval cache is Python logic).
+        convolutions without transposes). ``compile``: ``torch.compile`` of the whole
+        training loss (attention map, backbone, auxiliary heads, regulariser: one graph
+        forward and one backward, CUDA graphs with ``compile_mode=reduce-overhead``) and
+        of the eval forward behind the attention, whose map is cached in eval. Functions
+        are compiled, not modules, so parameter names and checkpoints stay as they are:
+        compiled and eager runs load each other's checkpoints.
         """
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
-        if compile:
-            self.backbone.compile(mode=compile_mode)
+        self._compile_options = {"mode": compile_mode, "dynamic": False} if compile else None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compile_options is not None
+
+    def _compiled(self, method: str) -> Any:
+        """The compiled form of one of this module's methods, made on first use (and again after pickling)."""
+        if method not in self._compiled_methods:
+            self._compiled_methods[method] = torch.compile(getattr(self, method), **self._compile_options)
+        return self._compiled_methods[method]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_compiled_methods": {}}  # ddp_spawn pickles the model; children compile anew
 
     def infer(self, images: Tensor) -> Tensor:
         """Main logits of any number of images, for evaluation and figures.
@@ -161,8 +183,11 @@ class ImageClassifier(pl.LightningModule):
         return labels if self.data_info.task == MULTICLASS else labels.long()
 
     # -- steps ------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        images, labels = batch
+    def training_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss a step minimises (main head, auxiliary heads, attention regulariser) and the main logits.
+
+        The whole of it is one function so that ``performance.compile`` captures it as one graph.
+        """
         logits, auxiliary = split_outputs(self(images))
         loss = self.criterion(logits, labels)
         for aux_logits in auxiliary:
@@ -170,27 +195,46 @@ class ImageClassifier(pl.LightningModule):
         penalty = self.attention.regularization_loss()
         if penalty is not None:
             loss = loss + penalty
-        if not torch.isfinite(loss):
-            if self.nonfinite == "skip":  # returning None skips backward and the optimizer step
+        return loss, logits.detach()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        images, labels = batch
+        if self.compiled:
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
+            loss, logits = self._compiled("training_loss")(images, labels)
+            loss, logits = loss.clone(), logits.clone()  # graph outputs are overwritten by the next replay
+        else:
+            loss, logits = self.training_loss(images, labels)
+        if self.nonfinite == "skip":  # needs to know now: one device-to-host read per step
+            if not torch.isfinite(loss):  # returning None skips backward and the optimizer step
                 log.warning("non-finite loss %s at epoch %d, step %d: batch skipped", loss.item(), self.current_epoch, self.global_step)
                 return None
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at epoch {self.current_epoch}, step {self.global_step} "
-                f"(batch {batch_idx}): training stopped, checkpoints written so far are kept. Lower optimizer.lr, "
-                "or set loss.nonfinite=skip to skip such batches"
-            )
+        else:  # stop: recorded on the device, read at the logging interval (on_train_batch_end)
+            self._nonfinite_watch.update(loss, step=self.global_step, epoch=self.current_epoch, batch=batch_idx)
         # Kept on the device and fed to the metrics once per epoch (on_train_epoch_end): per-step
         # updates cost several small kernels, and logging Metric objects every step makes Lightning
         # move every metric state (AUROC keeps every prediction) each step, O(steps^2) per epoch.
-        self._train_outputs.append((self.probabilities(logits.detach()), self.metric_targets(labels)))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self._train_outputs.append((self.probabilities(logits), self.metric_targets(labels)))
+        # not prog_bar: Lightning would read it back after every step; the progress bar reads it itself
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], metrics: Any, stage: str) -> None:
-        images, labels = batch
-        logits = self.infer(images)
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Reads the non-finite-loss record every ``trainer.log_every_n_steps`` batches and after an epoch's last."""
+        done = batch_idx + 1
+        if done % self.trainer.log_every_n_steps == 0 or done >= self.trainer.num_training_batches:
+            self._nonfinite_watch.raise_if_seen()
+
+    def _evaluate(self, batch: tuple[Tensor, ...], metrics: Any, stage: str) -> None:
+        """Metrics and loss of one evaluation batch; a padded batch (images, labels, count) counts its first images only."""
+        images, labels, *padded = batch
+        count = padded[0] if padded else images.shape[0]
+        logits = self.infer(images)[:count]
+        labels = labels[:count]
+        if self.attention_maps is not None:
+            self.attention_maps = self.attention_maps[:count]
         metrics.update(self.probabilities(logits), self.metric_targets(labels))
-        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True)
+        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -201,6 +245,7 @@ class ImageClassifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._train_outputs = []
+        self._nonfinite_watch.reset()
         self.attention.on_train_epoch_start(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:

@@ -38,11 +38,25 @@ def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
     return model
 
 
+def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, model: ImageClassifier) -> None:
+    """Batches on the device, and padded evaluation batches for a compiled model (one shape to compile).
+
+    Global attention with ``bank.source=batch`` already evaluates in batches of its one fixed
+    size (``ImageClassifier.infer``), so it needs no padding.
+    """
+    datamodule.configure_batches(
+        on_device=performance.data_on_device,
+        memory_share=performance.device_memory_share,
+        pad_eval_batches=model.compiled and model.attention.fixed_batch_size is None,
+    )
+
+
 def _named_nodes(group: DictConfig | None) -> list[Any]:
     """Instantiate every non-null entry of a dict of named components (callbacks, loggers)."""
     if not group:
         return []
-    return [instantiate(node, _convert_="all") for node in group.values() if node is not None]
+    built = [instantiate(node, _convert_="all") for node in group.values() if node is not None]
+    return [component for component in built if component is not None]  # a factory may decline (progress bar off)
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:

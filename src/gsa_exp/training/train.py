@@ -12,7 +12,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import validate_train_config
-from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
+from gsa_exp.training.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_model,
+    build_trainer,
+    configure_batches,
+)
+from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import METRICS_FILE, completed_metrics, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg.dataset)
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.info)
+    configure_batches(datamodule, cfg.performance, model)
     if model.attention.needs_training_data:
         model.attention.prepare(*datamodule.bank_images())
 
@@ -46,16 +55,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
-        raise SystemExit(128 + signal.SIGTERM) from interruption
+    with explained_out_of_memory(cfg):
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
+            raise SystemExit(128 + signal.SIGTERM) from interruption
 
-    best = best_checkpoint(trainer)
-    if best is None:
-        log.warning("No checkpoint was written; evaluating the weights at the end of training")
-    validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    tested = trainer.test(model, datamodule=datamodule, ckpt_path=best)
+        best = best_checkpoint(trainer)
+        if best is None:
+            log.warning("No checkpoint was written; evaluating the weights at the end of training")
+        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best)
     metrics = scalar_metrics({**validated[0], **tested[0]})
 
     if trainer.is_global_zero:
