@@ -4,6 +4,8 @@
     python scripts/bench.py --json          # one JSON object on stdout
     python scripts/bench.py --device cuda   # on a GPU (bf16-mixed, like trainer=gpu)
     python scripts/bench.py --quick         # tiny sizes (a smoke test, not a measurement)
+    python scripts/bench.py --device cuda --parts grid --json   # the paper's settings: framework vs bare
+                                            # loops (eager, compiled) per backbone, the grid's hours
 
 Every comparison runs its variants interleaved in this process and reports the median of
 the per-round ratios, so a busy machine slows both sides alike. Progress goes to stderr.
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
 
-from gsa_exp.benchmark.suite import BACKBONES, PARTS, Settings, format_table, run_suite  # noqa: E402
+from gsa_exp.benchmark.suite import BACKBONES, DEFAULT_PARTS, PARTS, Settings, format_table, run_suite  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS), help=f"default: {' '.join(DEFAULT_PARTS)}"
+    )
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the ResNet-18 step figures")
     parser.add_argument("--calls", type=int, help="steps timed together per sample (default 1 on CPU, 10 on CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="performance.channels_last=true for every model")

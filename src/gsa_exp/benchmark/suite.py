@@ -17,6 +17,7 @@ import torch
 from gsa_exp.attention.bank import build_bank
 from gsa_exp.benchmark.bank_probe import bank_options, synthetic_images
 from gsa_exp.benchmark.epoch import FRAMEWORK_SETTINGS, epoch_variants
+from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, grid_figures
 from gsa_exp.benchmark.models import compose_train_config, fixed_batch, prepared_model, step_functions
 from gsa_exp.benchmark.timing import interleaved_times, median, paired_ratio, synchronizer
 from gsa_exp.data.datamodule import ArrayDataModule
@@ -25,7 +26,8 @@ from gsa_exp.training.builders import build_datamodule
 BACKBONES = ("googlenet", "vgg", "resnet", "densenet")
 HEADLINE_BACKBONE = "resnet"  # ResNet-18, the resnet config's default variant
 ATTENTIONS = ("none", "global")
-PARTS = ("attention", "epoch", "bank")  # attention includes the loader figures (they need the step time)
+PARTS = ("attention", "epoch", "bank", "grid")  # attention includes the loader figures (they need the step time)
+DEFAULT_PARTS = ("attention", "epoch", "bank")  # grid: the paper-settings throughput (--parts grid), for GPUs
 
 # key -> (comparison, bound); the figures the targets are stated for.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -38,6 +40,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "bank_peak_bytes_ratio_pca64_60k_28px": ("<=", 1.0),
     "bank_compressed_bytes_growth_1k_to_60k": ("<=", 1.0),
     "loader_ratio": (">=", 5.0),
+    # grid (on one GPU): the framework within 0.8x of the compiled bare loop, the paper grid in 6 hours
+    **{f"ratio_framework_vs_compiled_bare_{backbone}": (">=", 0.8) for backbone in BACKBONES},
+    "paper_grid_hours_estimate": ("<=", 6.0),
 }
 
 
@@ -66,8 +71,13 @@ class Settings:
     bank_components: int = 64
     bank_repeats: int = 3
     flat_counts: tuple[int, ...] = (1_000, 10_000, 60_000)
+    # grid: the paper's settings (batch 128, 28 px) on PneumoniaMNIST-sized data (4,708 training images)
+    grid_train_images: int = 4_708
+    grid_val_images: int = 524
+    grid_batch_size: int = 128
+    grid_epochs: int = 2
     quick: bool = False
-    parts: tuple[str, ...] = PARTS
+    parts: tuple[str, ...] = DEFAULT_PARTS
     extra_overrides: tuple[str, ...] = ()  # config overrides for every model, e.g. performance.channels_last=true
 
     @classmethod
@@ -90,6 +100,10 @@ class Settings:
             bank_images=2_000,
             bank_repeats=1,
             flat_counts=(100, 500, 2_000),
+            grid_train_images=64,
+            grid_val_images=16,
+            grid_batch_size=16,
+            grid_epochs=1,
             quick=True,
         )
         return cls(**{**tiny, **changes})
@@ -198,8 +212,14 @@ def run_suite(settings: Settings, progress: Callable[[str], None] = lambda messa
     if "bank" in settings.parts:
         progress(f"bank construction ({settings.bank_images} images of {settings.bank_size} px, fresh processes)")
         results.update(bank_figures(settings))
+    if "grid" in settings.parts:
+        grid = grid_settings(settings)
+        results.update(grid_figures(settings.backbones, grid, progress))
+        results["grid_settings"] = {**asdict(grid), "paper_grid_hours_estimate": GRID_ESTIMATE}
     results["load_average_end"] = os.getloadavg()[0]
     results["settings"] = {**asdict(settings), "ratios": "median over interleaved rounds of the per-round ratio"}
+    if "grid_settings" in results:
+        results["settings"]["grid"] = results.pop("grid_settings")
     if "epoch" in settings.parts:
         results["settings"]["framework_epoch"] = FRAMEWORK_SETTINGS
         results["settings"]["epoch_data"] = results.pop("epoch_data")
@@ -250,6 +270,21 @@ def epoch_figures(settings: Settings, progress: Callable[[str], None]) -> dict[s
         f"backbone={epoch_cfg.backbone.name}, attention={epoch_cfg.attention.name}"
     )
     return results
+
+
+def grid_settings(settings: Settings) -> GridSettings:
+    cuda = settings.device.startswith("cuda")
+    return GridSettings(
+        device=settings.device,
+        train_images=settings.grid_train_images,
+        val_images=settings.grid_val_images,
+        batch_size=settings.grid_batch_size,
+        epochs=settings.grid_epochs,
+        framework_compile=cuda and not settings.quick,
+        # --quick on a CPU: traced and differentiated like the real thing, without minutes of code generation
+        compile_backend="aot_eager" if settings.quick else "inductor",
+        compile_mode="reduce-overhead" if cuda and not settings.quick else None,
+    )
 
 
 def machine_description(device: torch.device) -> str:

@@ -1,0 +1,180 @@
+"""Training throughput at the paper's settings (batch 128, 28 px): the framework against bare loops.
+
+Per backbone: images per second of the framework (``trainer.fit`` as ``train()`` builds it,
+validation every epoch, checkpoints and TensorBoard included; steady-state epochs, after a
+first epoch that pays for compilation), of a bare PyTorch loop over the same model and
+device-resident data, eager, and of that loop compiled. From the framework's rates and
+the paper grid's image counts, the hours the grid takes on this device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from gsa_exp.benchmark.epoch import quiet_lightning
+from gsa_exp.benchmark.models import autocast, compose_train_config, configured_optimizer, prepared_model
+from gsa_exp.benchmark.timing import synchronizer
+from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_trainer, configure_batches
+
+# experiment=paper_grid: (data set, training images, image size); 2 attentions x 3 seeds x 100 epochs each.
+PAPER_GRID_DATA = (("pneumoniamnist", 4_708, 28), ("octmnist", 97_477, 28), ("fer2013", 28_709, 48))
+PAPER_GRID_RUNS = 2 * 3
+PAPER_GRID_EPOCHS = 100
+MEASURED_SIZE = 28
+GRID_ESTIMATE = (
+    "sum over data sets and backbones of runs x epochs x training images / the framework's img/s at 28 px; "
+    "FER2013's 48 px images cost (48/28)^2 as much per image; validation weighs as in the measured epochs "
+    "(val = 11 % of train, as in PneumoniaMNIST, OCTMNIST and FER2013)"
+)
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    device: str
+    train_images: int  # PneumoniaMNIST's training split at the paper's settings
+    val_images: int
+    batch_size: int
+    epochs: int  # timed epochs, after one untimed epoch (compilation, cuDNN autotuning)
+    framework_compile: bool  # performance.compile for the framework (the trainer=gpu fast path)
+    compile_backend: str  # the bare compiled loop's torch.compile backend (inductor; aot_eager for --quick)
+    compile_mode: str | None  # reduce-overhead (CUDA graphs) on GPUs
+
+
+class EpochTimer(pl.Callback):
+    """Wall-clock seconds of every training epoch, its validation included."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync = sync
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sync()
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sync()
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def grid_overrides(backbone: str, settings: GridSettings) -> list[str]:
+    cuda = settings.device.startswith("cuda")
+    return [
+        f"backbone={backbone}",
+        "attention=global",
+        "trainer=gpu" if cuda else "trainer=cpu",
+        f"dataset.image_size={MEASURED_SIZE}",
+        f"dataset.batch_size={settings.batch_size}",
+        f"dataset.eval_batch_size={2 * settings.batch_size}",
+        f"dataset.source.num_train={settings.train_images}",
+        f"dataset.source.num_val={settings.val_images}",
+        "dataset.source.num_test=2",
+        f"trainer.max_epochs={settings.epochs + 1}",
+        "trainer.num_sanity_val_steps=0",
+        f"performance.compile={str(settings.framework_compile).lower()}",
+        "performance.data_on_device=true",
+    ]
+
+
+def framework_images_per_second(backbone: str, settings: GridSettings) -> float:
+    cfg = compose_train_config(grid_overrides(backbone, settings))
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    model = prepared_model(cfg, datamodule, torch.device("cpu"))  # the Trainer moves it
+    configure_batches(datamodule, cfg.performance, model)
+    timer = EpochTimer(synchronizer(torch.device(settings.device)))
+    with quiet_lightning():
+        trainer = build_trainer(cfg, [*build_callbacks(cfg), timer], build_loggers(cfg))
+        trainer.fit(model, datamodule=datamodule)
+    steps = settings.train_images // settings.batch_size
+    return steps * settings.batch_size / _mean(timer.seconds[1:])
+
+
+def bare_images_per_second(backbone: str, settings: GridSettings, compiled: bool) -> float:
+    """A plain loop: uint8 splits on the device, sliced per step, normalised there, fused Adam, one eval pass."""
+    device = torch.device(settings.device)
+    cfg = compose_train_config(grid_overrides(backbone, settings))
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    model = prepared_model(cfg, datamodule, device)
+    model.optimize_for_speed(channels_last=cfg.performance.channels_last, compile=False)
+    train, val = (datamodule.split(name) for name in ("train", "val"))
+    images, labels = train.images.to(device), train.labels.to(device)
+    val_images = val.images.to(device)
+    precision = "bf16-mixed" if device.type == "cuda" else "32-true"
+    optimizer, _ = configured_optimizer(model)
+    loss_of = model.training_loss
+    forward = model.forward
+    if compiled:
+        options = {"backend": settings.compile_backend, "mode": settings.compile_mode, "dynamic": False}
+        loss_of, forward = torch.compile(loss_of, **options), torch.compile(forward, **options)
+    batch = settings.batch_size
+
+    def to_input(uint8: Tensor) -> Tensor:
+        return uint8.float().div_(255.0)
+
+    def epoch() -> None:
+        model.train()
+        order = torch.randperm(images.shape[0], device=device)
+        for start in range(0, images.shape[0] - batch + 1, batch):
+            index = order[start : start + batch]
+            if compiled:
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast(precision, device):
+                loss, _ = loss_of(to_input(images[index]), labels[index])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        model.eval()
+        with torch.no_grad(), autocast(precision, device):
+            for start in range(0, val_images.shape[0] - 2 * batch + 1, 2 * batch):  # full batches: one shape
+                forward(to_input(val_images[start : start + 2 * batch]))
+
+    sync = synchronizer(device)
+    epoch()  # compilation, autotuning
+    seconds = []
+    for _ in range(settings.epochs):
+        sync()
+        start = time.perf_counter()
+        epoch()
+        sync()
+        seconds.append(time.perf_counter() - start)
+    steps = images.shape[0] // batch
+    return steps * batch / _mean(seconds)
+
+
+def paper_grid_hours(rates: dict[str, float]) -> float:
+    """Hours of experiment=paper_grid from per-backbone framework rates (img/s at 28 px)."""
+    seconds = 0.0
+    for _, train_images, size in PAPER_GRID_DATA:
+        pixels = (size / MEASURED_SIZE) ** 2
+        for rate in rates.values():
+            seconds += PAPER_GRID_RUNS * PAPER_GRID_EPOCHS * train_images * pixels / rate
+    return seconds / 3600
+
+
+def grid_figures(backbones: tuple[str, ...], settings: GridSettings, progress: Callable[[str], None]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for backbone in backbones:
+        progress(f"grid throughput: {backbone} (framework, bare eager, bare compiled)")
+        framework = framework_images_per_second(backbone, settings)
+        eager = bare_images_per_second(backbone, settings, compiled=False)
+        compiled = bare_images_per_second(backbone, settings, compiled=True)
+        figures[f"gpu_img_per_s_{backbone}"] = framework
+        figures[f"bare_eager_img_per_s_{backbone}"] = eager
+        figures[f"bare_compiled_img_per_s_{backbone}"] = compiled
+        figures[f"ratio_framework_vs_compiled_bare_{backbone}"] = framework / compiled
+        figures[f"ratio_framework_vs_eager_bare_{backbone}"] = framework / eager
+    figures["paper_grid_hours_estimate"] = paper_grid_hours({b: figures[f"gpu_img_per_s_{b}"] for b in backbones})
+    return figures
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
