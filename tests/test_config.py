@@ -84,7 +84,9 @@ def test_optimizer_and_scheduler_choices_instantiate(optimizer, scheduler):
     optimizer_object = configured["optimizer"] if isinstance(configured, dict) else configured
     assert type(optimizer_object).__name__.lower() == optimizer
     assert optimizer_object.param_groups[0]["lr"] == cfg.optimizer.lr
-    if scheduler:
+    if scheduler == "none":  # the command line's constant rate: a bare optimizer
+        assert not isinstance(configured, dict)
+    elif scheduler:
         assert configured["lr_scheduler"]["interval"] == "epoch"
         assert configured["lr_scheduler"]["monitor"] == "val/auroc"
 

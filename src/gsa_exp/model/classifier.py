@@ -270,7 +270,7 @@ class ImageClassifier(pl.LightningModule):
             {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
         ]
         optimizer = instantiate_component(self.hparams.optimizer, params=[g for g in groups if g["params"]])
-        if self.hparams.scheduler is None:
+        if self.hparams.scheduler is None or "_target_" not in self.hparams.scheduler:  # scheduler=none
             return optimizer
         scheduler_config = dict(self.hparams.scheduler)
         interval = scheduler_config.pop("interval")
