@@ -13,6 +13,8 @@ import logging
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch._inductor.config
+import torch.nn.functional as F
 from conftest import QUIET, TINY_DATA, compose_config, run_script
 from omegaconf import open_dict
 from torch.utils.data import DataLoader
@@ -134,26 +136,50 @@ def twin_models(cfg_eager, cfg_compiled):
     return models
 
 
+def layer_gradients(gradients: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each layer's gradients (``layer.weight``, ``layer.bias``) as one flat vector."""
+    parts: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+    for name, gradient in gradients.items():
+        parts[name.rsplit(".", 1)[0]].append(gradient.flatten())
+    return {layer: torch.cat(pieces) for layer, pieces in parts.items()}
+
+
 @pytest.mark.slow  # compiling a ResNet-18 step takes about 40 s on 2 CPU cores
-@pytest.mark.parametrize("backbone", ["resnet", "googlenet"])  # googlenet: auxiliary heads in the loss
-def test_compiled_and_eager_training_steps_give_the_same_loss_and_gradients(tiny_config, backbone):
-    overrides = ("attention=global", f"backbone={backbone}", "attention.regularization.sparsity=0.1")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ("backbone=resnet",),
+        ("backbone=googlenet",),  # auxiliary heads in the loss, dropout
+        ("backbone=resnet", "attention.bank.source=batch"),  # the map from each batch's own pixels
+    ],
+    ids=["resnet", "googlenet", "resnet-batch-bank"],
+)
+def test_compiled_and_eager_training_steps_give_the_same_loss_and_gradients(tiny_config, variant):
+    overrides = ("attention=global", *variant, "attention.regularization.sparsity=0.1")  # regulariser in the loss
     eager, compiled = twin_models(tiny_config(*overrides), tiny_config(*overrides, "performance.compile=true"))
     assert compiled.compiled and not eager.compiled
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(16, 1, 32, 32, generator=generator), torch.arange(16) % 2
+    torch.manual_seed(1)
     eager_loss, eager_logits = eager.training_loss(images, labels)
     eager_loss.backward()
-    compiled_loss, compiled_logits = compiled._compiled("training_loss")(images, labels)
+    torch.manual_seed(1)
+    with torch._inductor.config.patch(fallback_random=True):  # GoogLeNet's dropout: eager's random numbers
+        compiled_loss, compiled_logits = compiled._compiled("training_loss")(images, labels)
     compiled_loss.backward()
     assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-4)
     assert torch.allclose(compiled_logits, eager_logits, atol=1e-4)
     eager_grads = {name: p.grad for name, p in eager.named_parameters() if p.grad is not None}
     compiled_grads = {name: p.grad for name, p in compiled.named_parameters() if p.grad is not None}
     assert eager_grads.keys() == compiled_grads.keys() and any(n.startswith("attention.") for n in eager_grads)
-    for name, gradient in compiled_grads.items():  # within 1 % of each tensor's largest entry (summation order)
-        scale = eager_grads[name].abs().max().item()
-        assert torch.allclose(gradient, eager_grads[name], rtol=0, atol=1e-2 * scale + 1e-12), name
+    # Each layer's gradient (weight and bias together) points the same way (cosine >= 0.999) with the
+    # same size (within 1 %). Element-wise bounds do not suit: training-mode BatchNorm on 16 images
+    # amplifies another summation order to a few % of single entries (eager with channels_last differs
+    # from eager as much), and the map's bias sums cancelling terms over every pixel; a bug gives O(1).
+    for layer, gradient in layer_gradients(compiled_grads).items():
+        expected = layer_gradients(eager_grads)[layer]
+        cosine = F.cosine_similarity(gradient, expected, dim=0).item()
+        assert cosine >= 0.999 and gradient.norm().item() == pytest.approx(expected.norm().item(), rel=1e-2), layer
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints interchangeable
 
 
@@ -161,7 +187,7 @@ COMPILED_RUN = [
     *TINY_DATA,
     *QUIET,
     "dataset.eval_batch_size=24",  # 32 evaluation images: the last batch is padded
-    "scheduler=null",  # the same learning rates whether the run is one epoch or two
+    "scheduler=none",  # the same learning rates whether the run is one epoch or two
     "trainer.num_sanity_val_steps=0",
     "trainer.deterministic=true",
     "performance.compile=true",

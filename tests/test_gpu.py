@@ -67,3 +67,55 @@ def test_attention_map_stays_float32_under_autocast():
         attention_map = model.attention.compute_map()
     assert attention_map.dtype == torch.float32
     assert torch.allclose(attention_map, model.attention.compute_map())
+
+
+# -- the fast path: data on the GPU, compiled CUDA-graph step, fused optimizer --------------------------
+def test_trainer_gpu_keeps_the_splits_on_the_gpu():
+    import pytorch_lightning as pl
+
+    from gsa_exp.data.device_batches import DeviceBatches
+
+    cfg = compose_config([*TINY_DATA, "trainer=gpu"])
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")
+    datamodule.configure_batches(on_device=True, memory_share=0.5, pad_eval_batches=False)
+    datamodule.trainer = pl.Trainer(accelerator="gpu", devices=1, logger=False, enable_progress_bar=False)
+    loader = datamodule.train_dataloader()
+    assert isinstance(loader, DeviceBatches)
+    images, labels = next(iter(loader))
+    assert images.is_cuda and labels.is_cuda and images.dtype == torch.uint8
+
+
+def test_compiled_cuda_graph_step_gives_the_eager_loss():
+    eager, images = gpu_model()
+    compiled, _ = gpu_model("performance.compile=true", "performance.compile_mode=reduce-overhead")
+    labels = torch.arange(images.shape[0], device="cuda") % 2
+    eager.train()
+    compiled.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        expected, _ = eager.training_loss(images.float() / 255, labels)
+        for _ in range(3):  # warm-up and recording, then replays
+            torch.compiler.cudagraph_mark_step_begin()
+            loss, _ = compiled._compiled("training_loss")(images.float() / 255, labels)
+            loss = loss.clone()
+    assert loss.item() == pytest.approx(expected.item(), rel=2e-2)  # bf16 rounding
+
+
+@pytest.mark.parametrize("backbone", ["googlenet", "resnet"])  # auxiliary heads; the default (scripts/gpu_check.sh runs all four)
+def test_compiled_fast_path_trains_end_to_end(tmp_path, backbone):
+    run_dir = tmp_path / "run"
+    result = run_script(
+        "train.py",
+        *TINY_DATA,
+        *QUIET,
+        "trainer.max_epochs=2",
+        f"backbone={backbone}",
+        "trainer=gpu",
+        "performance.compile=true",
+        "dataset.eval_batch_size=24",  # the last evaluation batch is padded
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc", "test/auroc", "val/acc"):
+        assert math.isfinite(metrics[key]) and 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
