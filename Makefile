@@ -10,7 +10,7 @@ SWEEP ?=
 export GSA_EXP_ROOT := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow test-all sweep summarize bench tensorboard clean clean-outputs clean-all
+.PHONY: help install train test test-slow test-all sweep summarize bench gpu-wheels gpu-check tensorboard clean clean-outputs clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ sweep: install ## A small demo multirun: two backbones x attention off/on, two e
 
 bench: install ## Benchmark: attention overhead, framework vs bare loop, bank build, loader (BENCH_ARGS="--device cuda --json")
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+gpu-wheels: ## Download what scripts/gpu_check.sh installs on an offline GPU machine into .gpu-wheels/
+	$(PYTHON) -m pip wheel --quiet --no-deps -w .gpu-wheels 'hydra-core>=1.3,<1.4' 'omegaconf>=2.3,<2.4' 'antlr4-python3-runtime==4.9.*' medmnist
+
+gpu-check: ## On a CUDA machine: GPU tests, grid benchmark, a short trainer=gpu run per backbone (outputs/gpu_check/)
+	bash scripts/gpu_check.sh
 
 tensorboard: install ## Compare every run under outputs/ in TensorBoard
 	$(BIN)/tensorboard --logdir outputs

@@ -18,7 +18,7 @@ PARTS=${PARTS:-tests grid runs}
 mkdir -p "$OUT"
 export GSA_EXP_ROOT="$PWD" PYTHONPATH="$DEPS:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 if ! python -c "import hydra, omegaconf, medmnist" 2>/dev/null; then
-  python -m pip install --quiet --no-index --no-deps --target "$DEPS" "$WHEELS"/*.whl
+  python -m pip install --quiet --no-index --no-deps --target "$DEPS" "$WHEELS"/*
 fi
 python - > "$OUT/machine.txt" <<'PY'
 import torch, pytorch_lightning
