@@ -93,3 +93,28 @@ def test_optuna_search_runs_three_trials_and_survives_a_failing_one(tmp_path):
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["best_params"]["optimizer.lr"] == 0.01
     assert 0.0 <= results["best_value"] <= 1.0
+
+
+def test_optuna_study_kept_in_sqlite_continues_when_the_search_is_run_again(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = [
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=kept",
+        *TINY_DATA,
+        *QUIET,
+        "debug=limit",
+        "trainer.max_epochs=1",
+    ]
+    for part in ("first", "second"):
+        result = run_script("train.py", *common, f"hydra.sweep.dir={tmp_path / part}")
+        assert result.returncode == 0, result.stderr[-4000:]
+    trials = optuna.load_study(study_name="kept", storage=storage).trials
+    assert len(trials) == 4  # the second search added two trials to the first two
+    assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
+    assert all(0.0 <= trial.value <= 1.0 for trial in trials)
