@@ -497,3 +497,41 @@ def test_fer2013_and_image_folder_configs_build_datamodules(tmp_path):
     assert (folder.info.num_classes, folder.info.channels, folder.info.image_size) == (2, 3, 64)
     assert folder.info.label_names == ["x", "y"]
     assert next(iter(folder.train_dataloader()))[0].shape == (4, 3, 64, 64)
+
+
+# -- per-image predictions ------------------------------------------------------------------
+@pytest.mark.parametrize(("flag", "label_width", "num_classes"), [("pneumoniamnist", 1, 2), ("chestmnist", 14, 2)])
+def test_run_predictions_score_like_medmnists_own_evaluator(tmp_path, flag, label_width, num_classes):
+    from medmnist import Evaluator
+
+    from gsa_exp.training.evaluate import evaluate
+    from gsa_exp.training.train import train
+
+    root = tmp_path / "data"
+    write_npz(root, f"{flag}.npz", medmnist_arrays(label_width=label_width, num_classes=num_classes))
+    overrides = [
+        f"dataset={flag}",
+        f"dataset.root={root}",
+        "dataset.image_size=32",
+        "attention.bank.components=8",  # 20 training images
+        "dataset.batch_size=8",
+        "dataset.eval_batch_size=5",  # 8 images per split: a short last batch
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+    metrics = train(compose_config(overrides, output_dir=tmp_path / "run"))
+    for split in ("val", "test"):
+        rows = (tmp_path / "run" / f"predictions_{split}.csv").read_text().splitlines()
+        scores = np.array([[float(value) for value in row.split(",")[1:]] for row in rows])
+        assert [row.split(",")[0] for row in rows] == [str(index) for index in range(COUNTS[split])]
+        assert scores.shape == (COUNTS[split], label_width if label_width > 1 else num_classes)
+        auc, acc = Evaluator(flag, split, root=str(root)).evaluate(scores)
+        assert metrics[f"{split}/auroc"] == pytest.approx(auc, abs=1e-5), split
+        assert metrics[f"{split}/acc"] == pytest.approx(acc, abs=1e-5), split
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    eval_cfg = compose_config([f"ckpt_path={checkpoint}"], output_dir=tmp_path / "eval", config_name="eval")
+    evaluate(eval_cfg)
+    assert (tmp_path / "eval" / "predictions_test.csv").read_text() == (tmp_path / "run" / "predictions_test.csv").read_text()

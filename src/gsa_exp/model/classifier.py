@@ -79,6 +79,7 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
         self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
+        self._evaluated: dict[str, list[Tensor]] = {}  # per stage: the last loop's probabilities, in data order
         # The run's resolved config, set by train.py. It goes into every checkpoint through the
         # module's own hook, which Lightning calls for weights-only checkpoints too (callback
         # hooks are skipped there), so eval.py and plot_attention.py can always rebuild the data.
@@ -233,7 +234,9 @@ class ImageClassifier(pl.LightningModule):
         labels = labels[:count]
         if self.attention_maps is not None:
             self.attention_maps = self.attention_maps[:count]
-        metrics.update(self.probabilities(logits), self.metric_targets(labels))
+        probabilities = self.probabilities(logits)
+        metrics.update(probabilities, self.metric_targets(labels))
+        self._evaluated.setdefault(stage, []).append(probabilities.detach())
         self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
@@ -258,9 +261,16 @@ class ImageClassifier(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.reset_eval_context()
+        self._evaluated["val"] = []
 
     def on_test_epoch_start(self) -> None:
         self.reset_eval_context()
+        self._evaluated["test"] = []
+
+    def evaluated_probabilities(self, stage: str) -> Tensor | None:
+        """Per-image probabilities (N x classes, or N x labels) of the last ``val`` or ``test`` loop, in data order."""
+        parts = self._evaluated.get(stage)
+        return torch.cat(parts).float().cpu() if parts else None
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -12,7 +12,7 @@ from gsa_exp.config.validation import validate_eval_config
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
-from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json
+from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json, write_split_predictions
 
 log = logging.getLogger(__name__)
 
@@ -79,5 +79,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = scalar_metrics(tested[0])
     if trainer.is_global_zero:
         write_json(output_dir / METRICS_FILE, metrics)
+        write_split_predictions(trainer, model, output_dir, ("test",))
         log.info("Metrics: %s", output_dir / METRICS_FILE)
     return metrics

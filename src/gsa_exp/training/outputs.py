@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard.summary import hparams
 
+from gsa_exp.model.classifier import ImageClassifier
+
+log = logging.getLogger(__name__)
+
 METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions_{split}.csv"  # MedMNIST's evaluator layout: index, then one score per class
 MAP_NPY = "attention_map.npy"
 MAP_PNG = "attention_map.png"
 HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
@@ -26,6 +33,35 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     partial = path.with_suffix(path.suffix + ".partial")
     partial.write_text(json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
     partial.replace(path)
+
+
+def write_predictions(run_dir: Path, split: str, probabilities: Tensor | None) -> Path | None:
+    """``predictions_<split>.csv``: one row per image in data-set order, ``index,score_0,...,score_K-1``.
+
+    No header: the layout ``medmnist.Evaluator.parse_and_evaluate`` reads (rows of the same
+    numbers as ``pd.DataFrame(y_score).to_csv(header=None)`` writes). The columns are the
+    classes (softmax probabilities) or, for multi-label data, the labels (sigmoids), in the
+    order of the data set's label names.
+    """
+    if probabilities is None:
+        return None
+    path = run_dir / PREDICTIONS_FILE.format(split=split)
+    partial = path.with_suffix(".csv.partial")
+    rows = (f"{index}," + ",".join(f"{value:.8g}" for value in row) for index, row in enumerate(probabilities.tolist()))
+    partial.write_text("\n".join(rows) + "\n")
+    partial.replace(path)
+    return path
+
+
+def write_split_predictions(trainer: pl.Trainer, model: ImageClassifier, run_dir: Path, splits: tuple[str, ...]) -> None:
+    """The per-image predictions of the splits just evaluated (single-process runs: ranks see shards)."""
+    if trainer.world_size > 1:
+        log.info("Per-image predictions are written by single-process runs only (this run has %d)", trainer.world_size)
+        return
+    for split in splits:
+        path = write_predictions(run_dir, split, model.evaluated_probabilities(split))
+        if path is not None:
+            log.info("Predictions: %s", path)
 
 
 def completed_metrics(run_dir: Path) -> dict[str, float] | None:

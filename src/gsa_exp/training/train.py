@@ -21,7 +21,15 @@ from gsa_exp.training.builders import (
     configure_batches,
 )
 from gsa_exp.training.memory import explained_out_of_memory
-from gsa_exp.training.outputs import METRICS_FILE, completed_metrics, flat_hparams, log_hparams_with_metrics, scalar_metrics, write_json
+from gsa_exp.training.outputs import (
+    METRICS_FILE,
+    completed_metrics,
+    flat_hparams,
+    log_hparams_with_metrics,
+    scalar_metrics,
+    write_json,
+    write_split_predictions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         write_json(output_dir / METRICS_FILE, metrics)
+        write_split_predictions(trainer, model, output_dir, ("val", "test"))
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 log_hparams_with_metrics(logger, flat_hparams(cfg), metrics)
