@@ -20,7 +20,6 @@ from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
 from gsa_exp.benchmark.models import configured_optimizer
-from gsa_exp.config.validation import ConfigError, validate_train_config
 from gsa_exp.data.device_batches import DeviceBatches, fits_in_free_memory
 from gsa_exp.model.nonfinite import NonFiniteLossError
 from gsa_exp.training.builders import build_datamodule, build_model
@@ -284,21 +283,13 @@ def test_optimizer_implementation_switches_reach_torch(tiny_config, optimizer, s
     assert not built.defaults[other]
 
 
-def test_the_gpu_trainer_turns_on_the_fast_path_and_checks_its_keys():
+def test_the_gpu_trainer_turns_on_the_fast_path():  # its keys' bad values: test_reliability.BAD_INPUTS
     gpu = compose_config(["trainer=gpu"])
     assert gpu.optimizer.fused is True and gpu.performance.data_on_device is True
     assert gpu.performance.compile_mode == "reduce-overhead"
     assert compose_config(["trainer=gpu", "optimizer=sgd"]).optimizer.fused is True
     default = compose_config([])
     assert default.optimizer.fused is None and default.performance.data_on_device is False  # CPU: as before
-    for overrides, message in (
-        (["optimizer.fused=true", "optimizer.foreach=true"], "optimizer.foreach=True: not together with optimizer.fused=true"),
-        (["performance.device_memory_share=1.5"], "performance.device_memory_share=1.5: must be a number in (0, 1]"),
-        (["performance.compile_mode=turbo"], "performance.compile_mode='turbo': allowed: default, reduce-overhead"),
-        (["performance.data_on_device=maybe"], "performance.data_on_device='maybe': must be true or false"),
-    ):
-        with pytest.raises(ConfigError, match=f"^Invalid config: {message.replace('(', '.').replace(')', '.')}"):
-            validate_train_config(compose_config(overrides))
 
 
 # -- out of GPU memory ----------------------------------------------------------------------------------

@@ -46,6 +46,11 @@ BAD_INPUTS = [
     (["ckpt_path=nowhere/last.ckpt"], "ckpt_path='nowhere/last.ckpt': no such file"),
     (["loss.nonfinite=ignore"], "loss.nonfinite='ignore': allowed: stop, skip"),
     (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [0, 1)"),
+    (["optimizer.fused=true", "optimizer.foreach=true"], "optimizer.foreach=True: not together with optimizer.fused=true"),
+    (["optimizer.fused=yes"], "optimizer.fused='yes': must be true, false or null"),
+    (["performance.device_memory_share=1.5"], "performance.device_memory_share=1.5: must be a number in (0, 1]"),
+    (["performance.compile_mode=turbo"], "performance.compile_mode='turbo': allowed: default, reduce-overhead"),
+    (["performance.data_on_device=maybe"], "performance.data_on_device='maybe': must be true or false"),
 ]
 
 
