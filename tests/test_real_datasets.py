@@ -530,6 +530,8 @@ def test_run_predictions_score_like_medmnists_own_evaluator(tmp_path, flag, labe
         auc, acc = Evaluator(flag, split, root=str(root)).evaluate(scores)
         assert metrics[f"{split}/auroc"] == pytest.approx(auc, abs=1e-5), split
         assert metrics[f"{split}/acc"] == pytest.approx(acc, abs=1e-5), split
+        targets = np.loadtxt(tmp_path / "run" / f"targets_{split}.csv", delimiter=",", dtype=np.int64, ndmin=2)
+        assert np.array_equal(targets[:, 1:], medmnist_arrays(label_width=label_width, num_classes=num_classes)[f"{split}_labels"])
 
     checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
     eval_cfg = compose_config([f"ckpt_path={checkpoint}"], output_dir=tmp_path / "eval", config_name="eval")

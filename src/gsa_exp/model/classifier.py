@@ -79,7 +79,8 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
         self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
-        self._evaluated: dict[str, list[Tensor]] = {}  # per stage: the last loop's probabilities, in data order
+        # per stage: the last loop's (probabilities, targets) batches, in data order
+        self._evaluated: dict[str, list[tuple[Tensor, Tensor]]] = {}
         # The run's resolved config, set by train.py. It goes into every checkpoint through the
         # module's own hook, which Lightning calls for weights-only checkpoints too (callback
         # hooks are skipped there), so eval.py and plot_attention.py can always rebuild the data.
@@ -234,9 +235,9 @@ class ImageClassifier(pl.LightningModule):
         labels = labels[:count]
         if self.attention_maps is not None:
             self.attention_maps = self.attention_maps[:count]
-        probabilities = self.probabilities(logits)
-        metrics.update(probabilities, self.metric_targets(labels))
-        self._evaluated.setdefault(stage, []).append(probabilities.detach())
+        probabilities, targets = self.probabilities(logits), self.metric_targets(labels)
+        metrics.update(probabilities, targets)
+        self._evaluated.setdefault(stage, []).append((probabilities.detach(), targets))
         self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
@@ -267,10 +268,14 @@ class ImageClassifier(pl.LightningModule):
         self.reset_eval_context()
         self._evaluated["test"] = []
 
-    def evaluated_probabilities(self, stage: str) -> Tensor | None:
-        """Per-image probabilities (N x classes, or N x labels) of the last ``val`` or ``test`` loop, in data order."""
+    def evaluated_outputs(self, stage: str) -> tuple[Tensor, Tensor] | None:
+        """Per-image probabilities (N x classes, or N x labels) and targets of the last ``val`` or ``test``
+        loop, in data order, on the CPU; None before any."""
         parts = self._evaluated.get(stage)
-        return torch.cat(parts).float().cpu() if parts else None
+        if not parts:
+            return None
+        probabilities, targets = (torch.cat(column).cpu() for column in zip(*parts))
+        return probabilities.float(), targets
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_{split}.csv"  # MedMNIST's evaluator layout: index, then one score per class
+TARGETS_FILE = "targets_{split}.csv"  # index, then the label (multi-label: one 0/1 column per label)
 MAP_NPY = "attention_map.npy"
 MAP_PNG = "attention_map.png"
 HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
@@ -35,22 +36,29 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     partial.replace(path)
 
 
-def write_predictions(run_dir: Path, split: str, probabilities: Tensor | None) -> Path | None:
-    """``predictions_<split>.csv``: one row per image in data-set order, ``index,score_0,...,score_K-1``.
+def write_predictions(run_dir: Path, split: str, outputs: tuple[Tensor, Tensor] | None) -> Path | None:
+    """``predictions_<split>.csv`` and ``targets_<split>.csv``: one row per image, in data-set order.
 
-    No header: the layout ``medmnist.Evaluator.parse_and_evaluate`` reads (rows of the same
-    numbers as ``pd.DataFrame(y_score).to_csv(header=None)`` writes). The columns are the
-    classes (softmax probabilities) or, for multi-label data, the labels (sigmoids), in the
-    order of the data set's label names.
+    ``predictions``: ``index,score_0,...,score_K-1`` without a header, the layout
+    ``medmnist.Evaluator.parse_and_evaluate`` reads (the numbers ``pd.DataFrame(y_score).to_csv(header=None)``
+    writes). The columns are the classes (softmax probabilities) or, for multi-label data, the
+    labels (sigmoids), in the order of the data set's label names. ``targets``: ``index,label``
+    (multi-label: one 0/1 column per label), so predictions can be re-scored without the data.
     """
-    if probabilities is None:
+    if outputs is None:
         return None
+    probabilities, targets = outputs
     path = run_dir / PREDICTIONS_FILE.format(split=split)
-    partial = path.with_suffix(".csv.partial")
-    rows = (f"{index}," + ",".join(f"{value:.8g}" for value in row) for index, row in enumerate(probabilities.tolist()))
-    partial.write_text("\n".join(rows) + "\n")
-    partial.replace(path)
+    _write_rows(path, probabilities.tolist(), "{:.8g}")
+    _write_rows(run_dir / TARGETS_FILE.format(split=split), targets.reshape(len(targets), -1).tolist(), "{:d}")
     return path
+
+
+def _write_rows(path: Path, rows: list[list[Any]], number: str) -> None:
+    partial = path.with_suffix(".csv.partial")
+    lines = (f"{index}," + ",".join(number.format(value) for value in row) for index, row in enumerate(rows))
+    partial.write_text("\n".join(lines) + "\n")
+    partial.replace(path)
 
 
 def write_split_predictions(trainer: pl.Trainer, model: ImageClassifier, run_dir: Path, splits: tuple[str, ...]) -> None:
@@ -59,7 +67,7 @@ def write_split_predictions(trainer: pl.Trainer, model: ImageClassifier, run_dir
         log.info("Per-image predictions are written by single-process runs only (this run has %d)", trainer.world_size)
         return
     for split in splits:
-        path = write_predictions(run_dir, split, model.evaluated_probabilities(split))
+        path = write_predictions(run_dir, split, model.evaluated_outputs(split))
         if path is not None:
             log.info("Predictions: %s", path)
 
