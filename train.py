@@ -1,24 +1,11 @@
-"""Train a model: ``python train.py backbone=resnet attention=global`` (``-m`` for sweeps)."""
+"""Train a model: ``python train.py backbone=resnet attention=global`` (``-m`` for sweeps; ``gsa-train`` when installed)."""
 
 import os
 from pathlib import Path
 
-os.environ.setdefault("GSA_EXP_ROOT", str(Path(__file__).resolve().parent))
+os.environ.setdefault("GSA_EXP_ROOT", str(Path(__file__).resolve().parent))  # outputs/ and data/ beside this file
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from gsa_exp.config.resolvers import register_resolvers  # noqa: E402
-from gsa_exp.training.train import train  # noqa: E402
-
-register_resolvers()
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    return metrics.get(cfg.monitor.metric)  # the value a hyper-parameter sweeper optimises
-
+from gsa_exp.cli import train_command  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    train_command()

@@ -28,7 +28,7 @@ TINY_DATA = [
     "dataset.batch_size=16",
     "dataset.eval_batch_size=32",
 ]
-QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "extras.print_config=false"]
 
 
 def array_datamodule(source, **changes):

@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.instantiate import instantiate_component
-from gsa_exp.model.classifier import NONFINITE_POLICIES
-from gsa_exp.model.metrics import METRIC_NAMES
+from gsa_exp.model.names import METRIC_NAMES, NONFINITE_POLICIES
 
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
 MONITOR_MODES = ("min", "max")
@@ -78,6 +76,7 @@ def _component_error(key: str, error: BaseException) -> ConfigError:
 
 def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
     """Build backbone and attention on the meta device: every option checked, no memory used."""
+    import torch  # imported here: the checks before this one answer a mistyped value without loading torch
     with torch.device("meta"):
         try:
             backbone = instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)

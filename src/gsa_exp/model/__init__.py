@@ -1,6 +1,5 @@
-"""The LightningModule and its metrics."""
+"""The LightningModule (``classifier``) and its metrics (``metrics``).
 
-from gsa_exp.model.classifier import ImageClassifier
-from gsa_exp.model.metrics import classification_metrics, map_auroc
-
-__all__ = ["ImageClassifier", "classification_metrics", "map_auroc"]
+Nothing is imported here: the config layer reads the light ``names`` module before a run
+starts, and importing the module itself would load Lightning (seconds) for a ``--help``.
+"""

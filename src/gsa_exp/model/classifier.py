@@ -14,11 +14,11 @@ from gsa_exp.backbones import split_outputs
 from gsa_exp.config.instantiate import instantiate_component
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.metrics import classification_metrics
+from gsa_exp.model.names import NONFINITE_POLICIES
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
 
 
 log = logging.getLogger(__name__)
-NONFINITE_POLICIES = ("stop", "skip")
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
 
 

@@ -19,7 +19,6 @@ from torchmetrics.functional.classification import binary_auroc
 
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL
 
-METRIC_NAMES = ("acc", "bal_acc", "auroc", "f1")
 
 
 def classification_metrics(task: str, num_classes: int, prefix: str) -> MetricCollection:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
@@ -17,37 +17,48 @@ from gsa_exp.training.interpret import MapMean, map_title, write_attention_outpu
 DEFAULT_SAMPLES_PER_CLASS = 4
 
 
-class LossProgressBar(TQDMProgressBar):
-    """Lightning's bar, showing the latest training loss, read from the device only when the bar redraws.
+class LatestLossShown:
+    """Shows the latest training loss in a Lightning progress bar, read from the device only when it redraws.
 
     Metrics logged with ``prog_bar=True`` on every step are read back by Lightning after every
     step (a device-to-host sync that stalls a GPU step of a few milliseconds); the model logs its
     loss without it, and the bar reads the step's loss itself, every ``refresh_rate`` steps.
     """
 
-    def __init__(self, refresh_rate: int) -> None:
-        super().__init__(refresh_rate=refresh_rate)
-        self._last_loss: Tensor | None = None
+    _last_loss: Tensor | None = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self._last_loss = loss if isinstance(loss, Tensor) else None
-        super().on_train_batch_end(trainer, pl_module, outputs, *args)
+        super().on_train_batch_end(trainer, pl_module, outputs, *args)  # type: ignore[misc]
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_loss = None
-        super().on_train_epoch_start(trainer, pl_module)
+        super().on_train_epoch_start(trainer, pl_module)  # type: ignore[misc]
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
+        metrics = super().get_metrics(trainer, pl_module)  # type: ignore[misc]
         if self._last_loss is not None and trainer.training:
             metrics["train/loss"] = f"{self._last_loss.item():.3g}"
         return metrics
 
 
-def progress_bar(*, enabled: bool, refresh_rate: int) -> LossProgressBar | None:
-    """The progress bar, redrawn every ``refresh_rate`` steps; None when the trainer shows none."""
-    return LossProgressBar(refresh_rate=refresh_rate) if enabled else None
+class LossProgressBar(LatestLossShown, TQDMProgressBar):
+    """Lightning's tqdm bar with the latest training loss."""
+
+
+class RichLossProgressBar(LatestLossShown, RichProgressBar):
+    """Lightning's Rich bar with the latest training loss."""
+
+
+PROGRESS_BARS = {"tqdm": LossProgressBar, "rich": RichLossProgressBar}
+
+
+def progress_bar(*, enabled: bool, refresh_rate: int, style: str) -> pl.Callback | None:
+    """The progress bar (``style``: tqdm | rich), redrawn every ``refresh_rate`` steps; None when the trainer shows none."""
+    if style not in PROGRESS_BARS:
+        raise ValueError(f"callbacks.progress_bar.style={style!r} is not one of {list(PROGRESS_BARS)}")
+    return PROGRESS_BARS[style](refresh_rate=refresh_rate) if enabled else None
 
 
 class AttentionMapMonitor(pl.Callback):

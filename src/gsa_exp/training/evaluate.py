@@ -12,7 +12,9 @@ from gsa_exp.config.validation import validate_eval_config
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
+from gsa_exp.training.console import print_config
 from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json, write_split_predictions
+from gsa_exp.training.provenance import PROVENANCE_FILE, provenance
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint_path = resolve_checkpoint(cfg.get("ckpt_path"))
     output_dir = Path(cfg.paths.output_dir)
     log.info("Evaluating %s; run directory: %s", checkpoint_path, output_dir)
+    if cfg.extras.print_config:
+        print_config(cfg)
+    write_json(output_dir / PROVENANCE_FILE, provenance())
     trained = trained_run_config(checkpoint_path)
 
     datamodule = build_datamodule(dataset_config(cfg, trained))

@@ -20,6 +20,7 @@ from gsa_exp.training.builders import (
     build_trainer,
     configure_batches,
 )
+from gsa_exp.training.console import print_config
 from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import (
     METRICS_FILE,
@@ -30,6 +31,7 @@ from gsa_exp.training.outputs import (
     write_json,
     write_split_predictions,
 )
+from gsa_exp.training.provenance import PROVENANCE_FILE, provenance
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate_train_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", output_dir)
+    if cfg.extras.print_config:
+        print_config(cfg)
     if cfg.skip_completed and (previous := completed_metrics(output_dir)) is not None:
         log.info("Already completed in %s: reusing its metrics.json", output_dir)
         return previous
+    write_json(output_dir / PROVENANCE_FILE, provenance())
     if cfg.seed is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
 
