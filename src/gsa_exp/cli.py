@@ -35,3 +35,10 @@ def eval_command(cfg: DictConfig) -> None:
     from gsa_exp.training.evaluate import evaluate
 
     evaluate(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+def predict_command(cfg: DictConfig) -> None:
+    from gsa_exp.training.predict import predict
+
+    predict(cfg)

@@ -190,3 +190,13 @@ def validate_eval_config(cfg: DictConfig) -> None:
         for key in ("dataset.image_size", "dataset.batch_size", "dataset.eval_batch_size"):
             if _value(cfg, key) is not None:
                 require_int(cfg, key, 1)
+
+
+def validate_predict_config(cfg: DictConfig) -> None:
+    """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
+    for key in ("ckpt_path", "input"):
+        if not _value(cfg, key):
+            _fail(key, _value(cfg, key), "required: python predict.py ckpt_path=.../best.ckpt input=<image file or folder>")
+    require_existing_file(cfg, "ckpt_path")
+    require_int(cfg, "batch_size", 1)
+    require_choice(cfg, "device", ("auto", "cpu", "cuda"))

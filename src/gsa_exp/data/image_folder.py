@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.image_files import READ_ERRORS, open_as_8bit
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
 
-HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 LAYOUTS = "root/<class>/<image> or root/{train,val,test}/<class>/<image>"
 
 
@@ -157,18 +157,14 @@ class ImageFolderSource:
         for row, (path, _) in enumerate(pairs):
             try:
                 images[row] = self._read_image(path)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            except READ_ERRORS as error:
                 reason = str(error).replace(f" {str(path)!r}", "").strip()  # PIL repeats the path
                 unreadable.append(f"{path}: {reason or type(error).__name__}")
         labels = torch.tensor([index[name] for _, name in pairs], dtype=torch.int64)
         return Split(images=torch.from_numpy(images), labels=labels)
 
     def _read_image(self, path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in HIGH_DEPTH_MODES:
-                image = _rescale_to_8bit(image)
-            image = image.convert("L" if self.channels == 1 else "RGB")
+        image = open_as_8bit(path, self.channels)
         if image.size != (self.image_size, self.image_size):
             image = image.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.uint8)
@@ -181,10 +177,3 @@ def _folders(directory: Path) -> list[Path]:
 
 def _pairs(by_class: dict[str, list[Path]]) -> list[tuple[Path, str]]:
     return [(path, name) for name in sorted(by_class) for path in by_class[name]]
-
-
-def _rescale_to_8bit(image: Image.Image) -> Image.Image:
-    values = np.asarray(image, dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    return Image.fromarray(scaled.round().astype(np.uint8))
