@@ -6,6 +6,7 @@
     python scripts/bench.py --quick         # tiny sizes (a smoke test, not a measurement)
     python scripts/bench.py --device cuda --parts grid --json   # the paper's settings: framework vs bare
                                             # loops (eager, compiled) per backbone, the grid's hours
+    python scripts/bench.py --device cuda --parts concurrency --jobs 2   # 2 jobs sharing the GPU vs 1
 
 Every comparison runs its variants interleaved in this process and reports the median of
 the per-round ratios, so a busy machine slows both sides alike. Progress goes to stderr.
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the ResNet-18 step figures")
     parser.add_argument("--calls", type=int, help="steps timed together per sample (default 1 on CPU, 10 on CUDA)")
+    parser.add_argument("--jobs", type=int, default=2, help="concurrency part: jobs sharing the device at once")
     parser.add_argument("--channels-last", action="store_true", help="performance.channels_last=true for every model")
     parser.add_argument("--compile", action="store_true", help="performance.compile=true for every model")
     return parser.parse_args(argv)
@@ -53,6 +55,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "precision": args.precision or ("bf16-mixed" if cuda else "32-true"),
         "backbones": tuple(args.backbones),
         "parts": tuple(args.parts),
+        "concurrent_jobs": args.jobs,
         "extra_overrides": tuple(
             f"performance.{key}=true"
             for key, on in (("channels_last", args.channels_last), ("compile", args.compile))

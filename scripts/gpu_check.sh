@@ -7,7 +7,7 @@
 # For a CUDA machine whose Python has torch, torchvision, pytorch-lightning, torchmetrics and
 # tensorboard. An offline machine installs hydra-core, omegaconf, antlr4 and medmnist from
 # WHEELS (default .gpu-wheels/, filled by `make gpu-wheels` on a machine with a package index).
-# BACKBONES and PARTS narrow it down when time is short.
+# BACKBONES and PARTS (tests grid runs; add concurrency) narrow it down or widen it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_check}
@@ -34,6 +34,11 @@ fi
 if [[ " $PARTS " == *" grid "* ]]; then
   step "grid benchmark: $BACKBONES"
   python scripts/bench.py --device cuda --parts grid --backbones $BACKBONES --json > "$OUT/grid.json" 2>> "$OUT/log.txt"
+fi
+if [[ " $PARTS " == *" concurrency "* ]]; then
+  step "concurrency: 2 jobs sharing the GPU vs 1 (resnet densenet)"
+  python scripts/bench.py --device cuda --parts concurrency --jobs 2 --backbones resnet densenet --json \
+    > "$OUT/concurrency.json" 2>> "$OUT/log.txt"
 fi
 if [[ " $PARTS " == *" runs "* ]]; then
   for backbone in $BACKBONES; do

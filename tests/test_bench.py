@@ -260,3 +260,13 @@ def test_paper_grid_hours_follow_the_grids_image_counts():
     images = 6 * 100 * (4_708 + 97_477 + 28_709 * (48 / 28) ** 2)
     expected = 4 * images / 1_000 / 3600
     assert paper_grid_hours({name: 1_000.0 for name in ("a", "b", "c", "d")}) == pytest.approx(expected)
+
+
+@pytest.mark.slow  # three framework runs in fresh processes
+def test_quick_concurrency_benchmark_compares_two_jobs_at_once_with_one():
+    done = run_script("scripts/bench.py", "--quick", "--parts", "concurrency", "--backbones", "resnet", "--json", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    together, speedup = results["concurrent_2_jobs_img_per_s_resnet"], results["concurrent_jobs_speedup_resnet"]
+    assert math.isfinite(together) and together > 0 and math.isfinite(speedup) and speedup > 0
+    assert results["settings"]["concurrent_jobs"] == 2

@@ -118,3 +118,17 @@ def test_optuna_study_kept_in_sqlite_continues_when_the_search_is_run_again(tmp_
     assert len(trials) == 4  # the second search added two trials to the first two
     assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
     assert all(0.0 <= trial.value <= 1.0 for trial in trials)
+
+
+def test_the_parallel_launcher_runs_sweep_jobs_at_once_each_in_its_own_directory(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the parallel extra is not installed")
+    sweep_dir = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1",
+        *TINY_DATA, *QUIET, "debug=fast_dev_run", f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [json.loads(line) for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
+    assert sorted(record["status"] for record in records) == ["completed", "completed"]
+    run_dirs = {Path(record["run_dir"]) for record in records}
+    assert len(run_dirs) == 2 and all((run_dir / "metrics.json").is_file() for run_dir in run_dirs)

@@ -9,9 +9,12 @@ the paper grid's image counts, the hours the grid takes on this device.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pytorch_lightning as pl
 import torch
@@ -178,3 +181,39 @@ def grid_figures(backbones: tuple[str, ...], settings: GridSettings, progress: C
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+# -- several jobs on one device -------------------------------------------------------------------
+def framework_rates_in_processes(backbone: str, settings: GridSettings, count: int) -> list[float]:
+    """``count`` framework measurements started together, each in its own process (as a parallel launcher runs jobs).
+
+    Each process reports its steady-state rate; they start together and do the same work, so
+    their timed epochs overlap and the rates add up to what the device delivers to all of them.
+    """
+    command = [sys.executable, "-m", "gsa_exp.benchmark.grid", backbone, json.dumps(asdict(settings))]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    rates = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"framework measurement of {backbone} failed:\n{stderr[-2000:]}")
+        rates.append(float(stdout.strip().splitlines()[-1]))
+    return rates
+
+
+def concurrency_figures(
+    backbones: tuple[str, ...], settings: GridSettings, jobs: int, progress: Callable[[str], None]
+) -> dict[str, float]:
+    """Per backbone: the summed img/s of ``jobs`` runs sharing the device, and that ÷ one run alone."""
+    figures: dict[str, float] = {}
+    for backbone in backbones:
+        progress(f"concurrency: {backbone}, 1 job alone, then {jobs} at once (fresh processes)")
+        alone = framework_rates_in_processes(backbone, settings, 1)[0]
+        together = sum(framework_rates_in_processes(backbone, settings, jobs))
+        figures[f"concurrent_{jobs}_jobs_img_per_s_{backbone}"] = together
+        figures[f"concurrent_jobs_speedup_{backbone}"] = together / alone
+    return figures
+
+
+if __name__ == "__main__":  # one framework measurement in a fresh process: BACKBONE SETTINGS_JSON
+    print(framework_images_per_second(sys.argv[1], GridSettings(**json.loads(sys.argv[2]))))

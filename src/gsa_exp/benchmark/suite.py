@@ -17,7 +17,7 @@ import torch
 from gsa_exp.attention.bank import build_bank
 from gsa_exp.benchmark.bank_probe import bank_options, synthetic_images
 from gsa_exp.benchmark.epoch import FRAMEWORK_SETTINGS, epoch_variants
-from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, grid_figures
+from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, concurrency_figures, grid_figures
 from gsa_exp.benchmark.models import compose_train_config, fixed_batch, prepared_model, step_functions
 from gsa_exp.benchmark.timing import interleaved_times, median, paired_ratio, synchronizer
 from gsa_exp.data.datamodule import ArrayDataModule
@@ -26,8 +26,9 @@ from gsa_exp.training.builders import build_datamodule
 BACKBONES = ("googlenet", "vgg", "resnet", "densenet")
 HEADLINE_BACKBONE = "resnet"  # ResNet-18, the resnet config's default variant
 ATTENTIONS = ("none", "global")
-PARTS = ("attention", "epoch", "bank", "grid")  # attention includes the loader figures (they need the step time)
-DEFAULT_PARTS = ("attention", "epoch", "bank")  # grid: the paper-settings throughput (--parts grid), for GPUs
+PARTS = ("attention", "epoch", "bank", "grid", "concurrency")  # attention includes the loader figures
+# grid: the paper-settings throughput (--parts grid); concurrency: several such jobs sharing the device. For GPUs.
+DEFAULT_PARTS = ("attention", "epoch", "bank")
 
 # key -> (comparison, bound); the figures the targets are stated for.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -76,6 +77,7 @@ class Settings:
     grid_val_images: int = 524
     grid_batch_size: int = 128
     grid_epochs: int = 2
+    concurrent_jobs: int = 2  # concurrency: jobs sharing the device at once
     quick: bool = False
     parts: tuple[str, ...] = DEFAULT_PARTS
     extra_overrides: tuple[str, ...] = ()  # config overrides for every model, e.g. performance.channels_last=true
@@ -212,10 +214,13 @@ def run_suite(settings: Settings, progress: Callable[[str], None] = lambda messa
     if "bank" in settings.parts:
         progress(f"bank construction ({settings.bank_images} images of {settings.bank_size} px, fresh processes)")
         results.update(bank_figures(settings))
-    if "grid" in settings.parts:
+    if "grid" in settings.parts or "concurrency" in settings.parts:
         grid = grid_settings(settings)
-        results.update(grid_figures(settings.backbones, grid, progress))
         results["grid_settings"] = {**asdict(grid), "paper_grid_hours_estimate": GRID_ESTIMATE}
+    if "grid" in settings.parts:
+        results.update(grid_figures(settings.backbones, grid, progress))
+    if "concurrency" in settings.parts:
+        results.update(concurrency_figures(settings.backbones, grid, settings.concurrent_jobs, progress))
     results["load_average_end"] = os.getloadavg()[0]
     results["settings"] = {**asdict(settings), "ratios": "median over interleaved rounds of the per-round ratio"}
     if "grid_settings" in results:
