@@ -92,8 +92,8 @@ def test_installed_commands_run_from_any_directory_with_their_own_configs(tmp_pa
     assert train_run.returncode == 0, train_run.stderr[-3000:]
     run_dirs = list((tmp_path / "outputs" / "train").glob("*/*"))
     assert len(run_dirs) == 1 and (run_dirs[0] / "metrics.json").is_file()  # outputs/ of the launch directory
-    for command in ("gsa-eval", "gsa-predict"):
+    for command, expected in (("gsa-eval", "ckpt_path"), ("gsa-predict", "ckpt_path"), ("gsa-summarize", "SWEEP_DIR")):
         helped = subprocess.run(
             [str(installed_command(command)), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
         )
-        assert helped.returncode == 0 and "ckpt_path" in helped.stdout, command
+        assert helped.returncode == 0 and expected in helped.stdout, command

@@ -69,11 +69,51 @@ Files (written into the sweep directory, or ``out_dir``)
         setting      the sweep's other varying overrides for these jobs (usually empty)
         ============ =========================================================================
 
+        Then the statistics of global vs none (``comparison_report.CSV_COLUMNS``), filled on
+        the delta rows of ``test/acc`` and ``test/auroc`` (empty ``seed``), and on one more
+        delta row per seed pair re-scored over test images (``seed`` set; ``mean`` = that
+        seed's logged Δ):
+
+        ============== =======================================================================
+        seed           the seed of a per-seed delta row (empty on the cell's delta row)
+        n_pairs        seed pairs (none and global jobs with the same seed, both finite)
+        paired_delta   mean of the paired differences (equals ``mean`` when every job paired)
+        paired_ci_low  95 % t interval of paired_delta (empty with fewer than 2 pairs)
+        paired_ci_high
+        paired_p       two-sided paired t-test p-value (empty with fewer than 2 pairs)
+        image_delta    Δ re-computed from the per-image files (cell row: mean over image_seeds)
+        image_ci_low   bootstrap percentile interval over test images
+        image_ci_high
+        image_p        two-sided bootstrap p-value over test images
+        image_seeds    the seeds re-scored (``;``-separated)
+        n_images       test images
+        resamples      bootstrap resamples
+        delong_p       DeLong's test of the AUROC difference (binary tasks, test/auroc only)
+        stat_note      why a statistic is missing (unpaired seeds, missing or differing files)
+        ============== =======================================================================
+
         Numbers are written at full precision; empty fields read as NaN in pandas.
+    ``results.tex``
+        The metric tables of the requested metrics as a booktabs LaTeX table (``latex``):
+        rows backbones, columns data set x attention, mean ± std, the best mean per data set
+        and metric in bold.
     ``results.png``
         Grouped bars, one panel per data set (columns) and per requested metric (rows), one
         group per backbone row, one bar per attention, error bars = std (none when n < 2),
         the y axis from 0, each bar labelled with its mean while a panel has at most 16 bars.
+
+Statistics: global vs none
+    A section of results.md, one row per backbone x data set x metric (``test/acc``,
+    ``test/auroc``, when requested) that has both none and global jobs: Δ paired over seeds
+    (t interval, paired t-test), Δ over test images from the jobs' ``predictions_test.csv``
+    and ``targets_test.csv`` (paired bootstrap; DeLong for binary AUROC), and a sentence
+    saying whether each difference is significant at 0.05. What is computed and how:
+    ``comparison`` and ``statistics``; what is missing is listed under the table.
+
+References
+    With ``references=True`` (``summarize.py --references``; off by default), the tables of
+    results.md get a column per data set with MedMNIST v2's published ResNet-18 (28) test
+    ACC/AUC, and results.tex a row (``references``), for the data sets that have one.
 """
 
 from __future__ import annotations
@@ -89,6 +129,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+
+from gsa_exp.reporting import comparison_report, latex
+from gsa_exp.reporting import references as refs
+from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options, Question, Run, cached_reader, compare
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
 OPTIONAL_METRICS = ("test/map_auroc",)
@@ -110,8 +154,9 @@ CSV_COLUMNS = (
     "n_jobs",
     "variant",
     "setting",
+    *comparison_report.CSV_COLUMNS,
 )
-RESULT_FILES = {"markdown": "results.md", "csv": "results.csv", "plot": "results.png"}
+RESULT_FILES = {"markdown": "results.md", "csv": "results.csv", "plot": "results.png", "latex": "results.tex"}
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -244,6 +289,9 @@ class Summary:
     row_labels: dict[tuple[str, str, str], str]
     problems: list[tuple[Job, str, str]]  # (job, state, reason) for every job not fully usable
     notes: list[str]
+    comparisons: list[Comparison] = field(default_factory=list)  # global vs none, per row x data set x metric
+    options: Options = field(default_factory=Options)
+    references: bool = False  # show MedMNIST v2's published numbers beside the sweep's
 
 
 # ----------------------------------------------------------------------------- reading
@@ -506,8 +554,37 @@ def _build_table(
     return Table(metric, columns, cells), problems
 
 
-def summarize(sweep: Sweep, metrics: Sequence[str] = DEFAULT_METRICS) -> Summary:
-    """Group the sweep's jobs into tables: requested metrics, then optional metrics some job logged."""
+def _run(job: Job, metric: str) -> Run:
+    value, problem = _metric_value(job, metric) if job.state == FINISHED else (None, job.state)
+    return Run(job.name, job.path, job.seed, value, problem)
+
+
+def _comparisons(tables: Sequence[Table], jobs: Sequence[Job], datasets: Sequence[str],
+                 rows: Sequence[tuple[str, str, str]], row_labels: dict[tuple[str, str, str], str],
+                 options: Options) -> list[Comparison]:
+    """global vs none for every row x data set x statistics metric whose two cells have jobs."""
+    read, found = cached_reader(), []
+    chosen = [table for table in tables if table.metric in STAT_METRICS]
+    for dataset in datasets:
+        for row in rows:
+            for table in chosen:
+                if not all((dataset, row, attention) in table.cells for attention in DELTA_PAIR):
+                    continue
+                sides = [tuple(_run(job, table.metric) for job in jobs
+                               if (job.dataset, job.row, job.attention) == (dataset, row, attention))
+                         for attention in ("none", "global")]
+                found.append(compare(Question(dataset, row, row_labels[row], table.metric, *sides), options, read))
+    return found
+
+
+def summarize(
+    sweep: Sweep, metrics: Sequence[str] = DEFAULT_METRICS, options: Options | None = None, references: bool = False
+) -> Summary:
+    """Group the sweep's jobs into tables: requested metrics, then optional metrics some job logged.
+
+    Then global vs none is tested for the requested test/acc and test/auroc (``options``:
+    bootstrap resamples and seed).
+    """
     metrics = tuple(dict.fromkeys(metrics))
     if not metrics:
         raise ValueError("no metrics to summarise")
@@ -551,7 +628,11 @@ def summarize(sweep: Sweep, metrics: Sequence[str] = DEFAULT_METRICS) -> Summary
             problems.append((job, job.state, job.reason))
         elif job.name in problems_by_job:
             problems.append((job, "finished, unusable metric", "; ".join(problems_by_job[job.name])))
-    return Summary(sweep, metrics, tables, datasets, rows, row_labels, problems, notes)
+    options = options or Options()
+    requested = [table for table in tables if table.metric in metrics]
+    comparisons = _comparisons(requested, placed, datasets, rows, row_labels, options)
+    return Summary(sweep, metrics, tables, datasets, rows, row_labels, problems, notes,
+                   comparisons, options, references)
 
 
 # ----------------------------------------------------------------------------- output files
@@ -574,6 +655,9 @@ def _markdown_table(summary: Summary, table: Table) -> list[str]:
         if table.has_delta(dataset):
             header.append(f"{dataset}: {DELTA_HEADER}")
             layout.append(("delta", dataset, None))
+        if summary.references and refs.reference(dataset, table.metric) is not None:
+            header.append(f"{dataset}: {refs.SOURCE}")
+            layout.append(("reference", dataset, None))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary.rows:
         if not any(key[1] == row for key in table.cells):
@@ -582,6 +666,8 @@ def _markdown_table(summary: Summary, table: Table) -> list[str]:
         for kind, dataset, attention in layout:
             if kind == "delta":
                 texts.append(_format_delta(table.delta(dataset, row)))
+            elif kind == "reference":
+                texts.append(f"{refs.reference(dataset, table.metric):.3f}")
             else:
                 cell = table.cells.get((dataset, row, attention))
                 texts.append("" if cell is None else cell.text())
@@ -611,6 +697,9 @@ def render_markdown(summary: Summary) -> str:
     ]
     for table in summary.tables:
         lines += ["", f"## {table.metric}", ""] + _markdown_table(summary, table)
+    if summary.references:
+        lines += ["", refs.note(summary.datasets)]
+    lines += [""] + comparison_report.markdown_section(summary.comparisons, summary.options, summary.metrics)
     if summary.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in summary.notes]
     lines += ["", "## Failed or unfinished jobs", ""]
@@ -632,6 +721,7 @@ def _number(value: float | int | None) -> str:
 def csv_rows(summary: Summary) -> list[dict[str, str]]:
     """The rows of results.csv (see the module docstring for the columns)."""
     rows = []
+    stats = {(c.question.dataset, c.question.row, c.question.metric): c for c in summary.comparisons}
     for table in summary.tables:
         for dataset in summary.datasets:
             for row in summary.rows:
@@ -645,15 +735,21 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
                                      "std": _number(cell.std), "n": str(cell.n), "n_failed": str(cell.n_failed),
                                      "n_unfinished": str(cell.n_unfinished), "n_jobs": str(cell.n_jobs)})
                 if table.has_delta(dataset) and all((dataset, row, a) in table.cells for a in DELTA_PAIR):
-                    rows.append({**base, "attention": DELTA_ATTENTION, "mean": _number(table.delta(dataset, row)),
-                                 "std": "", "n": "", "n_failed": "", "n_unfinished": "", "n_jobs": ""})
-    return rows
+                    delta = {**base, "attention": DELTA_ATTENTION, "mean": _number(table.delta(dataset, row)),
+                             "std": "", "n": "", "n_failed": "", "n_unfinished": "", "n_jobs": ""}
+                    rows.append(delta)
+                    found = stats.get((dataset, row, table.metric))
+                    if found is not None:
+                        delta.update(comparison_report.csv_fields(found))
+                        rows += [{**delta, **{key: "" for key in comparison_report.CSV_COLUMNS}, **fields}
+                                 for fields in comparison_report.seed_csv_fields(found)]
+    return [{**dict.fromkeys(CSV_COLUMNS, ""), **row} for row in rows]
 
 
 def write_csv(summary: Summary, path: str | Path) -> Path:
     path = Path(path)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(csv_rows(summary))
     return path
@@ -709,15 +805,20 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
 
 
 def write_summary(
-    sweep_dir: str | Path, metrics: Sequence[str] = DEFAULT_METRICS, out_dir: str | Path | None = None
+    sweep_dir: str | Path,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    out_dir: str | Path | None = None,
+    options: Options | None = None,
+    references: bool = False,
 ) -> dict[str, Path]:
-    """Read a sweep and write results.md, results.csv and results.png; returns {kind: path}."""
-    summary = summarize(load_sweep(sweep_dir), metrics)
+    """Read a sweep and write results.md, results.csv, results.png and results.tex; returns {kind: path}."""
+    summary = summarize(load_sweep(sweep_dir), metrics, options, references)
     target = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     target.mkdir(parents=True, exist_ok=True)
     paths = {kind: target / name for kind, name in RESULT_FILES.items()}
     paths["markdown"].write_text(render_markdown(summary))
     write_csv(summary, paths["csv"])
     plot_summary(summary, paths["plot"])
+    paths["latex"].write_text(latex.render_latex(summary))
     return paths
 
