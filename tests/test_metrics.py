@@ -8,6 +8,7 @@ import torch
 from conftest import array_datamodule, compose_config
 
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, DataInfo, LoadedData, Split
+from gsa_exp.model.confusion import confusion_metric, confusion_record, per_class_recall, recall_keys
 from gsa_exp.model.metrics import classification_metrics, map_auroc
 from gsa_exp.training.builders import build_model
 
@@ -55,6 +56,46 @@ def test_multilabel_metrics_by_hand():
     assert values["bal_acc"] == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_confusion_counts_and_per_class_recall_by_hand():
+    probabilities = [
+        [0.7, 0.2, 0.1, 0.0],  # true 0, predicted 0
+        [0.1, 0.6, 0.3, 0.0],  # true 1, predicted 1
+        [0.5, 0.3, 0.2, 0.0],  # true 1, predicted 0
+        [0.2, 0.2, 0.6, 0.0],  # true 2, predicted 2
+    ]
+    metric = confusion_metric(MULTICLASS, 4)
+    metric.update(torch.tensor(probabilities[:2]), torch.tensor([0, 1]))  # two batches: counts add up
+    metric.update(torch.tensor(probabilities[2:]), torch.tensor([1, 2]))
+    counts = metric.compute()
+    assert counts.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]  # rows true, columns predicted
+    recall = per_class_recall(counts, MULTICLASS)
+    assert recall[:3].tolist() == pytest.approx([1.0, 0.5, 1.0])
+    assert torch.isnan(recall[3])  # class 3 has no image: undefined, not 0
+    record = confusion_record(counts, ["a", "b", "c", "d"], MULTICLASS)
+    assert record == {
+        "labels": ["a", "b", "c", "d"],
+        "counts": [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]],
+        "rows": "true label",
+        "columns": "predicted label",
+    }
+
+
+def test_multilabel_confusion_and_recall_per_label_by_hand():
+    probabilities = [[0.9, 0.2], [0.4, 0.7], [0.6, 0.1], [0.3, 0.8]]
+    targets = [[1, 0], [0, 1], [0, 0], [1, 1]]
+    metric = confusion_metric(MULTILABEL, 2)
+    metric.update(torch.tensor(probabilities), torch.tensor(targets))
+    counts = metric.compute()
+    # label 0: predicted 1 0 1 0 vs true 1 0 0 1 -> tn 1, fp 1, fn 1, tp 1; label 1: all right, 2 and 2
+    assert counts.tolist() == [[[1, 1], [1, 1]], [[2, 0], [0, 2]]]
+    assert per_class_recall(counts, MULTILABEL).tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_recall_keys_are_tensorboard_tags_one_per_class():
+    assert recall_keys("val", ["no lesion in region", "a/b"]) == ["val/recall/no_lesion_in_region", "val/recall/a_b"]
+    assert recall_keys("test", ["a b", "a_b"]) == ["test/recall/0_a_b", "test/recall/1_a_b"]
+
+
 def test_map_auroc_is_one_for_the_mask_and_half_for_a_constant_map():
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask[2:5, 3:6] = True
@@ -95,3 +136,8 @@ def test_a_multilabel_model_trains_with_bce_and_per_label_metrics(tmp_path):
     for name in ("acc", "bal_acc", "auroc", "f1"):
         assert 0.0 <= results[f"test/{name}"] <= 1.0
     assert results["test/loss"] > 0
+    counts = torch.tensor(model.confusion_entry("test")["counts"])
+    assert counts.shape == (3, 2, 2) and counts.sum(dim=(1, 2)).tolist() == [16, 16, 16]  # every test image, per label
+    positives = datamodule.split("test").labels.sum(dim=0)
+    for index, name in enumerate(["a", "b", "c"]):  # recall per label: true positives / positives
+        assert results[f"test/recall/{name}"] == pytest.approx(float(counts[index, 1, 1] / positives[index]))

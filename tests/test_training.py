@@ -13,14 +13,20 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from gsa_exp.training.evaluate import evaluate
+from gsa_exp.training.sweep_maps import collect_maps
 from gsa_exp.training.train import train
 
 METRICS = ("acc", "bal_acc", "auroc", "f1", "loss")
 LIMITED = [*TINY_DATA, *QUIET, "debug=limit"]
 
 
-def read_metrics(run_dir: Path) -> dict[str, float]:
+def read_json(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    """metrics.json's scalars; its one nested entry, test/confusion_matrix, is checked on its own."""
+    return {key: value for key, value in read_json(run_dir).items() if not isinstance(value, dict)}
 
 
 def assert_metrics_in_range(metrics: dict[str, float], stages=("val", "test")) -> None:
@@ -95,6 +101,34 @@ def test_tensorboard_has_scalars_map_images_and_hparams_with_final_metrics(train
     assert final_test_acc == pytest.approx(read_metrics(trained_run)["test/acc"])
 
 
+def test_per_class_recall_and_the_confusion_matrix_match_the_written_predictions(trained_run):
+    metrics = read_json(trained_run)
+    scores = np.loadtxt(trained_run / "predictions_test.csv", delimiter=",")[:, 1:]
+    labels = np.loadtxt(trained_run / "targets_test.csv", delimiter=",", dtype=int)[:, 1]
+    predicted = scores.argmax(axis=1)
+    names = ["no_lesion_in_region", "lesion_in_region"]  # the label names, as TensorBoard tags
+    for stage in ("val", "test"):
+        assert sorted(key for key in metrics if key.startswith(f"{stage}/recall/")) == sorted(
+            f"{stage}/recall/{name}" for name in names
+        )
+    for index, name in enumerate(names):
+        recall = metrics[f"test/recall/{name}"]
+        assert 0.0 <= recall <= 1.0
+        assert recall == pytest.approx((predicted[labels == index] == index).mean())
+    matrix = metrics["test/confusion_matrix"]
+    assert matrix["labels"] == ["no lesion in region", "lesion in region"]
+    assert matrix["rows"] == "true label" and matrix["columns"] == "predicted label"
+    assert matrix["counts"] == [[int(((labels == true) & (predicted == guess)).sum()) for guess in (0, 1)] for true in (0, 1)]
+    assert sum(map(sum, matrix["counts"])) == len(labels) == 32
+
+
+def test_tensorboard_shows_the_confusion_matrix_every_validation_epoch_and_after_testing(trained_run):
+    events = tensorboard_events(trained_run)
+    assert len(events.Images("val/confusion_matrix")) == 2  # one per validation epoch of the fit
+    assert len(events.Images("test/confusion_matrix")) == 1
+    assert "test/recall/lesion_in_region" in events.Tags()["scalars"]
+
+
 def test_eval_on_the_best_checkpoint_reproduces_the_test_metrics(trained_run, tmp_path):
     eval_dir = tmp_path / "eval"
     checkpoint = trained_run / "checkpoints" / "best.ckpt"
@@ -105,6 +139,7 @@ def test_eval_on_the_best_checkpoint_reproduces_the_test_metrics(trained_run, tm
         assert key.startswith("test/")
         assert value == pytest.approx(trained[key], abs=1e-6), key
     assert np.array_equal(np.load(eval_dir / "attention_map.npy"), np.load(trained_run / "attention_map.npy"))
+    assert read_json(eval_dir)["test/confusion_matrix"] == read_json(trained_run)["test/confusion_matrix"]
 
 
 def test_weights_only_checkpoints_still_evaluate(tiny_config, tmp_path):
@@ -164,3 +199,6 @@ def test_multirun_gives_each_job_its_own_readable_directory(tmp_path):
         metrics = read_metrics(sweep_dir / job)
         assert_metrics_in_range(metrics)
         assert ("val/map_auroc" in metrics) == ("attention=global" in job)
+    grid = collect_maps(sweep_dir)  # the sweep's maps from the jobs' own .hydra/config.yaml
+    assert (grid.rows, grid.columns, grid.skipped, grid.missing) == (["resnet"], ["synthetic"], [jobs[0]], [])
+    assert np.array_equal(grid.cells[("resnet", "synthetic")].shown, np.load(sweep_dir / jobs[1] / "attention_map.npy"))

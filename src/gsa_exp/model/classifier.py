@@ -13,6 +13,14 @@ from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.backbones import split_outputs
 from gsa_exp.config.instantiate import instantiate_component
 from gsa_exp.data.splits import MULTICLASS, DataInfo
+from gsa_exp.model.confusion import (
+    class_names,
+    confusion_metric,
+    confusion_pixels,
+    confusion_record,
+    per_class_recall,
+    recall_keys,
+)
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.names import NONFINITE_POLICIES
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
@@ -78,6 +86,10 @@ class ImageClassifier(pl.LightningModule):
         self.train_metrics = classification_metrics(info.task, info.num_classes, "train/")
         self.val_metrics = classification_metrics(info.task, info.num_classes, "val/")
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
+        # per stage: the loop's confusion counts on the device (no checkpoint keys: torchmetrics states are not
+        # persistent), and after each loop its counts on the CPU (see on_validation_epoch_end, confusion_entry)
+        self.confusion = nn.ModuleDict({stage: confusion_metric(info.task, info.num_classes) for stage in ("val", "test")})
+        self.confusion_matrices: dict[str, Tensor] = {}
         self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
         # per stage: the last loop's (probabilities, targets) batches, in data order
         self._evaluated: dict[str, list[tuple[Tensor, Tensor]]] = {}
@@ -237,6 +249,7 @@ class ImageClassifier(pl.LightningModule):
             self.attention_maps = self.attention_maps[:count]
         probabilities, targets = self.probabilities(logits), self.metric_targets(labels)
         metrics.update(probabilities, targets)
+        self.confusion[stage].update(probabilities, targets)
         self._evaluated.setdefault(stage, []).append((probabilities.detach(), targets))
         self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
@@ -263,10 +276,52 @@ class ImageClassifier(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.reset_eval_context()
         self._evaluated["val"] = []
+        self.confusion["val"].reset()
 
     def on_test_epoch_start(self) -> None:
         self.reset_eval_context()
         self._evaluated["test"] = []
+        self.confusion["test"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._close_confusion("val", draw=self.trainer.state.fn == "fit" and not self.trainer.sanity_checking)
+
+    def on_test_epoch_end(self) -> None:
+        self._close_confusion("test", draw=True)
+
+    def _close_confusion(self, stage: str, draw: bool) -> None:
+        """The loop's confusion counts: per-class recall as ``<stage>/recall/<class>`` scalars, the counts kept
+        for ``confusion_entry`` and, when ``draw`` (fit's validation epochs, tests), drawn into TensorBoard."""
+        metric = self.confusion[stage]
+        if not metric.update_called:
+            return
+        counts = metric.compute()  # summed over processes
+        metric.reset()
+        names = class_names(self.data_info.label_names, self.data_info.num_classes)
+        for key, value in zip(recall_keys(stage, names), per_class_recall(counts, self.data_info.task)):
+            self.log(key, value.float(), on_epoch=True, sync_dist=True)  # equal on every rank: the mean changes nothing
+        self.confusion_matrices[stage] = counts.detach().cpu()
+        if draw and self.trainer.is_global_zero:
+            self._draw_confusion(stage, counts, names)
+
+    def _draw_confusion(self, stage: str, counts: Tensor, names: list[str]) -> None:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
+        if not loggers:
+            return
+        title = f"{stage} confusion matrix (step {self.global_step})"
+        pixels = confusion_pixels(counts, names, self.data_info.task, title)
+        for logger in loggers:
+            logger.experiment.add_image(f"{stage}/confusion_matrix", pixels, self.global_step, dataformats="HWC")
+
+    def confusion_entry(self, stage: str) -> dict[str, Any] | None:
+        """The last ``val`` or ``test`` loop's confusion counts with the label names, as JSON values; None before any."""
+        counts = self.confusion_matrices.get(stage)
+        if counts is None:
+            return None
+        names = class_names(self.data_info.label_names, self.data_info.num_classes)
+        return confusion_record(counts, names, self.data_info.task)
 
     def evaluated_outputs(self, stage: str) -> tuple[Tensor, Tensor] | None:
         """Per-image probabilities (N x classes, or N x labels) and targets of the last ``val`` or ``test``

@@ -13,7 +13,7 @@ from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
 from gsa_exp.training.console import print_config
-from gsa_exp.training.outputs import METRICS_FILE, scalar_metrics, write_json, write_split_predictions
+from gsa_exp.training.outputs import METRICS_FILE, add_confusion_matrix, scalar_metrics, write_json, write_split_predictions
 from gsa_exp.training.provenance import PROVENANCE_FILE, provenance
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = scalar_metrics(tested[0])
     if trainer.is_global_zero:
         write_json(output_dir / METRICS_FILE, metrics)
+        add_confusion_matrix(output_dir / METRICS_FILE, trainer, model)  # test/confusion_matrix: counts, label names
         write_split_predictions(trainer, model, output_dir, ("test",))
         log.info("Metrics: %s", output_dir / METRICS_FILE)
     return metrics

@@ -72,6 +72,24 @@ def write_split_predictions(trainer: pl.Trainer, model: ImageClassifier, run_dir
             log.info("Predictions: %s", path)
 
 
+def add_confusion_matrix(path: Path, trainer: pl.Trainer, model: ImageClassifier, stage: str = "test") -> None:
+    """Adds ``<stage>/confusion_matrix`` (counts, label names, what rows and columns are) to a written metrics.json.
+
+    The one entry of metrics.json that is not a number, so it stays out of the scalars
+    that ``train()`` and ``evaluate()`` return (and TensorBoard's HPARAMS lists). Single-process
+    runs: with ``ddp_spawn`` the counts stay in the worker processes (their recall scalars
+    and the TensorBoard picture do not).
+    """
+    entry = model.confusion_entry(stage)
+    if entry is None:
+        if trainer.world_size > 1:
+            log.info("The %s confusion matrix is in TensorBoard; metrics.json gets it from single-process runs", stage)
+        return
+    values = json.loads(path.read_text())
+    values[f"{stage}/confusion_matrix"] = entry
+    write_json(path, values)
+
+
 def completed_metrics(run_dir: Path) -> dict[str, float] | None:
     """The metrics of a run that finished (metrics.json and a completed status.json), else None."""
     metrics, status = run_dir / METRICS_FILE, run_dir / "status.json"
@@ -79,7 +97,8 @@ def completed_metrics(run_dir: Path) -> dict[str, float] | None:
         return None
     if json.loads(status.read_text()).get("status") != "completed":
         return None
-    return json.loads(metrics.read_text())
+    values = json.loads(metrics.read_text())  # the scalars, as train() returns them (not the confusion matrix)
+    return {key: value for key, value in values.items() if isinstance(value, (int, float))}
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from gsa_exp.training.console import print_config
 from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import (
     METRICS_FILE,
+    add_confusion_matrix,
     completed_metrics,
     flat_hparams,
     log_hparams_with_metrics,
@@ -83,6 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         write_json(output_dir / METRICS_FILE, metrics)
+        add_confusion_matrix(output_dir / METRICS_FILE, trainer, model)  # test/confusion_matrix: counts, label names
         write_split_predictions(trainer, model, output_dir, ("val", "test"))
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
