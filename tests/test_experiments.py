@@ -62,8 +62,12 @@ def test_paper_grid_smoke_runs_end_to_end_and_its_summary_has_every_cell(tmp_pat
     assert len(cells) == 3 * 4 * 2
     report = (sweep_dir / "results.md").read_text()
     assert "Job directories: 72 (72 finished, 0 failed, 0 unfinished)" in report
-    table_rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| backbone")]
+    tables, statistics = report.split("## Statistics: global vs none")
+    table_rows = [line for line in tables.splitlines() if line.startswith("| ") and not line.startswith("| backbone")]
     assert table_rows and all("(n=3)" in row and "—" not in row and "failed" not in row for row in table_rows)
+    statistics_rows = [line.split(" | ") for line in statistics.splitlines() if line.startswith("| ") and "| 3 |" in line]
+    assert len(statistics_rows) == 4 * 3 * 2  # backbone x data set x (test/acc, test/auroc), each over 3 seed pairs
+    assert all(row[4] != "—" and row[7] != "—" for row in statistics_rows)  # Δ over seeds and over test images
     assert report.rstrip().endswith("None: every job finished with finite metrics.")
     assert (sweep_dir / "results.png").read_bytes()[:4] == b"\x89PNG"
 
