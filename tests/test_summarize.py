@@ -553,3 +553,15 @@ def test_references_are_shown_only_when_asked(image_sweep: Path, tmp_path: Path)
     assert ("\\textit{MedMNIST v2, ResNet-18 (28)}$^\\dagger$ & \\multicolumn{2}{c}{0.743} "
             "& \\multicolumn{2}{c}{0.854}") in tex
     assert "\\multicolumn{2}{c}{0.944}" in tex and "Yang et al. 2023, Scientific Data" in tex
+
+
+def test_the_expected_grid_is_the_basic_sweepers_own():
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference, in the test only
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gsa_exp.reporting.summary import grid_combinations
+
+    arguments = ["backbone=resnet,vgg", "seed=range(0,3)", "attention=none,global", "trainer.max_epochs=2", "seed=choice(0,1)"]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    expected = [tuple(batch) for batch in BasicSweeper.split_arguments(parsed, None)[0]]
+    assert grid_combinations(parsed) == expected and len(expected) == 2 * 2 * 2

@@ -119,6 +119,7 @@ References
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -432,7 +433,6 @@ def _read_sweep_status(path: Path, notes: list[str]) -> dict[str, dict]:
 def expected_combinations(multirun_yaml: Path) -> list[tuple[str, ...]] | None:
     """The override lists a basic-sweeper grid in multirun.yaml launches; None when unknowable."""
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         cfg = OmegaConf.load(multirun_yaml)
@@ -443,10 +443,28 @@ def expected_combinations(multirun_yaml: Path) -> list[tuple[str, ...]] | None:
         params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
         arguments = [f"{key}={value}" for key, value in params.items()]
         arguments += [str(item) for item in cfg.hydra.overrides.task]
-        parsed = OverridesParser.create().parse_overrides(arguments)
-        return [tuple(batch) for batch in BasicSweeper.split_arguments(parsed, None)[0]]
+        return grid_combinations(OverridesParser.create().parse_overrides(arguments))
     except Exception:
         return None
+
+
+def grid_combinations(overrides: list[Any]) -> list[tuple[str, ...]]:
+    """The override lists Hydra's basic sweeper launches for these parsed overrides, in its order.
+
+    Each key keeps the place of its first mention and the value of its last; a discrete
+    sweep (``a,b``, ``choice(a,b)``, ``range(...)``) contributes one entry per value, and the
+    jobs are the product of the entries.
+    """
+    entries: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            entries[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            entries[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ValueError(f"{key}: the basic sweeper does not expand interval sweeps")
+    return [tuple(combination) for combination in itertools.product(*entries.values())]
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
