@@ -20,10 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gsa_exp.config.validation import ConfigError, validate_eval_config, validate_predict_config, validate_train_config
+from gsa_exp.run_files import ERROR_FILE, STATUS_FILE, SWEEP_STATUS_FILE
 
-STATUS_FILE = "status.json"
-ERROR_FILE = "error.txt"
-SWEEP_STATUS_FILE = "sweep_status.jsonl"
 VALIDATORS = {"train": validate_train_config, "eval": validate_eval_config, "predict": validate_predict_config}
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-PREDICTIONS_FILE = "predictions_{split}.csv"
-TARGETS_FILE = "targets_{split}.csv"
+from gsa_exp.run_files import PREDICTIONS_FILE, TARGETS_FILE
+
 
 
 class PerImageError(ValueError):

@@ -134,6 +134,7 @@ from omegaconf import DictConfig, OmegaConf
 from gsa_exp.reporting import comparison_report, latex
 from gsa_exp.reporting import references as refs
 from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options, Question, Run, cached_reader, compare
+from gsa_exp.run_files import ERROR_FILE, METRICS_FILE, STATUS_FILE, SWEEP_STATUS_FILE
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
 OPTIONAL_METRICS = ("test/map_auroc",)
@@ -162,10 +163,6 @@ RESULT_FILES = {"markdown": "results.md", "csv": "results.csv", "plot": "results
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-METRICS_FILE = "metrics.json"
-ERROR_FILE = "error.txt"
-STATUS_FILE = "status.json"
-SWEEP_STATUS_FILE = "sweep_status.jsonl"
 MULTIRUN_FILE = "multirun.yaml"
 # Override keys already represented by the grid (or pooled on purpose: the seed).
 GRID_KEYS = frozenset({"dataset", "backbone", "attention", "backbone.variant", "seed"})

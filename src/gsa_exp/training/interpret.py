@@ -26,10 +26,9 @@ import torch
 from torch import Tensor
 
 from gsa_exp.data.splits import MULTICLASS
+from gsa_exp.run_files import OVERLAYS_PNG, SAMPLES_NPZ
 from gsa_exp.training.outputs import save_attention_map
 
-OVERLAYS_PNG = "attention_overlays.png"
-SAMPLES_NPZ = "attention_samples.npz"
 
 
 class MapMean:

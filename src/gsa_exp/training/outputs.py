@@ -16,14 +16,10 @@ from torch import Tensor
 from torch.utils.tensorboard.summary import hparams
 
 from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.run_files import MAP_NPY, MAP_PNG, METRICS_FILE, PREDICTIONS_FILE, STATUS_FILE, TARGETS_FILE
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions_{split}.csv"  # MedMNIST's evaluator layout: index, then one score per class
-TARGETS_FILE = "targets_{split}.csv"  # index, then the label (multi-label: one 0/1 column per label)
-MAP_NPY = "attention_map.npy"
-MAP_PNG = "attention_map.png"
 HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
 HPARAM_KEYS = ("seed", "trainer.max_epochs", "trainer.precision")
 
@@ -92,7 +88,7 @@ def add_confusion_matrix(path: Path, trainer: pl.Trainer, model: ImageClassifier
 
 def completed_metrics(run_dir: Path) -> dict[str, float] | None:
     """The metrics of a run that finished (metrics.json and a completed status.json), else None."""
-    metrics, status = run_dir / METRICS_FILE, run_dir / "status.json"
+    metrics, status = run_dir / METRICS_FILE, run_dir / STATUS_FILE
     if not (metrics.is_file() and status.is_file()):
         return None
     if json.loads(status.read_text()).get("status") != "completed":

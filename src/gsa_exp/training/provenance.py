@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-PROVENANCE_FILE = "provenance.json"
+from gsa_exp.run_files import PROVENANCE_FILE
+
 PACKAGES = ("gsa-exp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy")
 
 

@@ -22,6 +22,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from gsa_exp.run_files import STATUS_FILE
+
 log = logging.getLogger(__name__)
 
 INTERRUPTIONS = (KeyboardInterrupt, SIGTERMException)
@@ -52,7 +54,7 @@ class SaveOnInterrupt(pl.Callback):
         signal_name = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         command = self.resume_command(checkpoint)
-        (self.run_dir / "status.json").write_text(
+        (self.run_dir / STATUS_FILE).write_text(
             json.dumps(
                 {"status": "interrupted", "signal": signal_name, "at": where, "checkpoint": str(checkpoint), "resume": command},
                 indent=2,

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-MAP_NPY = "attention_map.npy"
+from gsa_exp.run_files import ERROR_FILE, MAP_NPY, METRICS_FILE
+
 GRID_PNG = "attention_maps_grid.png"
 BACKBONE_ORDER = ("googlenet", "vgg", "resnet", "densenet")
 
@@ -94,9 +95,9 @@ def _read_job(job_dir: Path) -> _Job:
 
 
 def _why_no_map(job_dir: Path) -> str:
-    if (job_dir / "error.txt").is_file():
+    if (job_dir / ERROR_FILE).is_file():
         return f"no {MAP_NPY} (the job failed: see error.txt)"
-    if not (job_dir / "metrics.json").is_file():
+    if not (job_dir / METRICS_FILE).is_file():
         return f"no {MAP_NPY} (the job did not finish)"
     return f"no {MAP_NPY}"
 
