@@ -10,7 +10,7 @@ SWEEP ?=
 export GSA_EXP_ROOT := $(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow test-all sweep summarize bench gpu-wheels gpu-check tensorboard clean clean-outputs clean-all
+.PHONY: help install lint format train test test-slow test-all sweep summarize bench gpu-wheels gpu-check tensorboard clean clean-outputs clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,14 @@ $(STAMP): pyproject.toml
 
 train: install ## Train the default experiment (ResNet-18 + global attention, embedded data)
 	$(BIN)/python train.py
+
+lint: install ## ruff: lint rules and formatting, checked (configured in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff: fix what the lint rules can fix, and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test: install ## Run the fast test suite
 	$(BIN)/python -m pytest -m "not slow"

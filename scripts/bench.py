@@ -32,7 +32,9 @@ from gsa_exp.benchmark.suite import BACKBONES, DEFAULT_PARTS, PARTS, Settings, f
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), help="default: 32-true on CPU, bf16-mixed on CUDA")
+    parser.add_argument(
+        "--precision", choices=("32-true", "bf16-mixed"), help="default: 32-true on CPU, bf16-mixed on CUDA"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))

@@ -76,8 +76,12 @@ def run_directory(checkpoint: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", metavar="RUN_DIR_OR_CKPT", help="a run directory, a checkpoint file or a sweep directory")
-    parser.add_argument("--out", metavar="DIR", default=None, help="write the figures here (default: the run directory)")
+    parser.add_argument(
+        "target", metavar="RUN_DIR_OR_CKPT", help="a run directory, a checkpoint file or a sweep directory"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="write the figures here (default: the run directory)"
+    )
     parser.add_argument(
         "--samples-per-class", type=int, default=DEFAULT_SAMPLES_PER_CLASS, help="test images per class in the overlays"
     )
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if _is_sweep(target):
             if args.gradcam is not None:
-                raise PlotError("--gradcam compares two runs: give the attended run's directory or checkpoint, not a sweep")
+                raise PlotError(
+                    "--gradcam compares two runs: give the attended run's directory or checkpoint, not a sweep"
+                )
             written = plot_sweep(target, args.out)
         else:
             plain = None
@@ -127,13 +133,17 @@ def plot_sweep(sweep_dir: Path, out: str | None) -> list[Path]:
     for line in grid.missing:
         print(f"plot_attention.py: warning: no map for job {line}", file=sys.stderr)
     if path is None:
-        raise PlotError(f"{sweep_dir}: no job with attention (only attention=none jobs or none readable): no map to plot")
+        raise PlotError(
+            f"{sweep_dir}: no job with attention (only attention=none jobs or none readable): no map to plot"
+        )
     rows, columns = grid.layout
     print(f"{rows} backbone(s) x {columns} column(s); skipped {len(grid.skipped)} attention=none job(s)")
     return [path]
 
 
-def plot(checkpoint_path: Path, out: str | None, samples_per_class: int, plain_checkpoint: Path | None = None) -> list[Path]:
+def plot(
+    checkpoint_path: Path, out: str | None, samples_per_class: int, plain_checkpoint: Path | None = None
+) -> list[Path]:
     try:
         trained = trained_run_config(checkpoint_path)
     except ValueError as error:
@@ -149,7 +159,9 @@ def plot(checkpoint_path: Path, out: str | None, samples_per_class: int, plain_c
     except (OSError, ValueError) as error:  # the data set is not on this machine
         shared = model.attention.shared_map()
         if shared is None:
-            raise PlotError(f"the map of this run is a mean over the test images, which could not be loaded: {error}") from error
+            raise PlotError(
+                f"the map of this run is a mean over the test images, which could not be loaded: {error}"
+            ) from error
         if plain_checkpoint is not None:
             raise PlotError(f"--gradcam needs the test images, which could not be loaded: {error}") from error
         print(f"plot_attention.py: warning: no test images ({error}); writing the map only", file=sys.stderr)
@@ -163,7 +175,9 @@ def plot(checkpoint_path: Path, out: str | None, samples_per_class: int, plain_c
     return written
 
 
-def plot_gradcam(plain_checkpoint: Path, model: ImageClassifier, datamodule: object, out_dir: Path, per_class: int) -> Path:
+def plot_gradcam(
+    plain_checkpoint: Path, model: ImageClassifier, datamodule: object, out_dir: Path, per_class: int
+) -> Path:
     """gradcam_comparison.png: the plain run's and this run's Grad-CAM on this run's test images, and the map."""
     try:
         trained_run_config(plain_checkpoint)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,13 +39,23 @@ def make_static(**changes) -> StaticSpatialAttention:
     return StaticSpatialAttention(in_channels=1, image_size=SIZE, num_train=20, **options)
 
 
-def make_global(source: str = "train", batch_size: int | None = None, channels: int = 1, **changes) -> GlobalSpatialAttention:
+def make_global(
+    source: str = "train", batch_size: int | None = None, channels: int = 1, **changes
+) -> GlobalSpatialAttention:
     bank = dict(
         source=source, num_images=None, components=None, standardize=True, chunk_size=64, seed=0, batch_size=batch_size
     )
     options = dict(
         bank=bank,
-        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="constant", init_scale=2.0, init_smoothing=1),
+        classifier=dict(
+            kind="linear",
+            hidden=8,
+            kernel_size=1,
+            normalize_fan_in=True,
+            init="constant",
+            init_scale=2.0,
+            init_smoothing=1,
+        ),
         regularization=REGULARIZATION,
         **COMMON,
     )
@@ -252,7 +261,9 @@ def test_batch_bank_refuses_a_batch_of_the_wrong_size_naming_both_sizes():
 def test_config_validation_checks_the_batch_bank_sizes(tiny_config):
     with pytest.raises(ConfigError, match=r"attention.bank.batch_size=8: must equal dataset.batch_size=16"):
         validate_train_config(tiny_config("attention.bank.source=batch", "attention.bank.batch_size=8"))
-    with pytest.raises(ConfigError, match=r"dataset.eval_batch_size=40: must be a multiple of attention.bank.batch_size=16"):
+    with pytest.raises(
+        ConfigError, match=r"dataset.eval_batch_size=40: must be a multiple of attention.bank.batch_size=16"
+    ):
         validate_train_config(tiny_config("attention.bank.source=batch", "dataset.eval_batch_size=40"))
     validate_train_config(tiny_config("attention.bank.source=batch"))  # batch_size follows dataset.batch_size
 
@@ -292,7 +303,12 @@ def test_infer_evaluates_every_image_once_in_full_batches(tiny_config):
 
 
 # -- placement=stages: CBAM blocks in every backbone family -------------------------------------------
-STAGE_BLOCKS = {"resnet": [64, 128, 256, 512], "vgg": [64, 128, 256, 512, 512], "googlenet": [480, 832, 1024], "densenet": [256, 512, 1024, 1024]}
+STAGE_BLOCKS = {
+    "resnet": [64, 128, 256, 512],
+    "vgg": [64, 128, 256, 512, 512],
+    "googlenet": [480, 832, 1024],
+    "densenet": [256, 512, 1024, 1024],
+}
 
 
 @pytest.mark.parametrize("backbone", STAGE_BLOCKS)
@@ -304,7 +320,9 @@ def test_stage_blocks_follow_every_stage_of_each_backbone_and_learn(backbone):
     attention = model.attention
     assert [gate.mlp[0].in_channels for gate in attention.channel_gates] == STAGE_BLOCKS[backbone]
     assert len(attention.spatial_gates) == len(STAGE_BLOCKS[backbone])
-    assert all(not name.startswith("backbone.") for name in model.state_dict() if "gates" in name)  # blocks: attention's
+    assert all(
+        not name.startswith("backbone.") for name in model.state_dict() if "gates" in name
+    )  # blocks: attention's
     batch = torch.rand(2, 1, 32, 32)
     model.eval()
     with torch.no_grad():

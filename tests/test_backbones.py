@@ -68,10 +68,20 @@ def test_vgg_head_is_compact_for_small_images_and_classic_for_large():
 @pytest.mark.parametrize(
     ("family", "changes", "size", "message"),
     [
-        ("vgg", dict(stem="imagenet"), 28, r"dataset.image_size=28 is too small for backbone vgg11_bn \(stem=imagenet\): it needs at least 32 px"),
+        (
+            "vgg",
+            dict(stem="imagenet"),
+            28,
+            r"dataset.image_size=28 is too small for backbone vgg11_bn \(stem=imagenet\): it needs at least 32 px",
+        ),
         ("densenet", dict(stem="imagenet"), 28, r"it needs at least 29 px"),
         ("googlenet", dict(stem="imagenet"), 14, r"it needs at least 15 px"),
-        ("resnet", dict(variant="resnet19"), 32, r"backbone.variant='resnet19' is not a resnet variant; allowed: \['resnet18'"),
+        (
+            "resnet",
+            dict(variant="resnet19"),
+            32,
+            r"backbone.variant='resnet19' is not a resnet variant; allowed: \['resnet18'",
+        ),
         ("resnet", dict(stem="tiny"), 32, r"backbone.stem='tiny' is not one of \['auto', 'small', 'imagenet'\]"),
         ("vgg", dict(head="wide"), 32, r"backbone.head='wide' is not one of"),
     ],

@@ -83,7 +83,12 @@ def test_epoch_train_metrics_equal_the_metrics_of_every_step_output(tmp_path):
     model.on_train_batch_start = lambda batch, batch_idx: labels.append(batch[1].clone())
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="train/auroc", mode="max")
     trainer = quiet_trainer(
-        cfg, tmp_path, callbacks=[checkpoint], max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+        cfg,
+        tmp_path,
+        callbacks=[checkpoint],
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=0,
         num_sanity_val_steps=0,
     )
     trainer.fit(model, datamodule=datamodule)
@@ -231,8 +236,11 @@ def test_quick_benchmark_emits_every_figure_as_a_finite_positive_number():
         "bank_build_seconds_60k_28px",
         "bank_peak_bytes_ratio_60k_28px",
         *(f"bank_compressed_bytes_{n}" for n in ("1k", "10k", "60k")),
-        *(f"{key}_{backbone}" for key in ("train_step_ratio_global_vs_none", "infer_ratio_global_vs_none")
-          for backbone in Settings().backbones),
+        *(
+            f"{key}_{backbone}"
+            for key in ("train_step_ratio_global_vs_none", "infer_ratio_global_vs_none")
+            for backbone in Settings().backbones
+        ),
     ]
     for key in required:
         value = results[key]
@@ -264,7 +272,9 @@ def test_paper_grid_hours_follow_the_grids_image_counts():
 
 @pytest.mark.slow  # three framework runs in fresh processes
 def test_quick_concurrency_benchmark_compares_two_jobs_at_once_with_one():
-    done = run_script("scripts/bench.py", "--quick", "--parts", "concurrency", "--backbones", "resnet", "--json", timeout=900)
+    done = run_script(
+        "scripts/bench.py", "--quick", "--parts", "concurrency", "--backbones", "resnet", "--json", timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout)
     together, speedup = results["concurrent_2_jobs_img_per_s_resnet"], results["concurrent_jobs_speedup_resnet"]

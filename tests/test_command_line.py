@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import QUIET, ROOT, TINY_DATA, compose_config, run_script
+from conftest import QUIET, ROOT, TINY_DATA, run_script
 from rich.console import Console
 
 from gsa_exp.training.callbacks import LossProgressBar, RichLossProgressBar, progress_bar
@@ -31,7 +31,10 @@ def imported_modules(*args: str) -> tuple[set[str], subprocess.CompletedProcess]
 
 @pytest.mark.parametrize(
     ("args", "answer"),
-    [(["--help"], "== Configuration groups =="), (["optimizer.lr=-1"], "Error: Invalid config: optimizer.lr=-1: must be > 0")],
+    [
+        (["--help"], "== Configuration groups =="),
+        (["optimizer.lr=-1"], "Error: Invalid config: optimizer.lr=-1: must be > 0"),
+    ],
 )
 def test_help_and_config_errors_answer_without_loading_torch_or_lightning(args, answer):
     names, done = imported_modules(*args)
@@ -46,7 +49,13 @@ def test_the_config_tree_shows_every_group_with_resolved_values(tiny_config):
     text = buffer.getvalue()
     first_lines = [line for line in text.splitlines() if line.startswith(("├──", "└──"))]
     assert [line[4:].strip() for line in first_lines[:7]] == [
-        "dataset", "backbone", "attention", "optimizer", "scheduler", "trainer", "performance"
+        "dataset",
+        "backbone",
+        "attention",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "performance",
     ]
     assert "name: vgg" in text and "num_train: 80" in text and "${" not in text  # resolved
 
@@ -87,13 +96,22 @@ def test_installed_commands_run_from_any_directory_with_their_own_configs(tmp_pa
     env = {key: value for key, value in os.environ.items() if key != "GSA_EXP_ROOT"}
     train_run = subprocess.run(
         [str(installed_command("gsa-train")), *TINY_DATA, *QUIET, "debug=fast_dev_run"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert train_run.returncode == 0, train_run.stderr[-3000:]
     run_dirs = list((tmp_path / "outputs" / "train").glob("*/*"))
     assert len(run_dirs) == 1 and (run_dirs[0] / "metrics.json").is_file()  # outputs/ of the launch directory
     for command, expected in (("gsa-eval", "ckpt_path"), ("gsa-predict", "ckpt_path"), ("gsa-summarize", "SWEEP_DIR")):
         helped = subprocess.run(
-            [str(installed_command(command)), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+            [str(installed_command(command)), "--help"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert helped.returncode == 0 and expected in helped.stdout, command

@@ -65,7 +65,9 @@ def test_paper_grid_smoke_runs_end_to_end_and_its_summary_has_every_cell(tmp_pat
     tables, statistics = report.split("## Statistics: global vs none")
     table_rows = [line for line in tables.splitlines() if line.startswith("| ") and not line.startswith("| backbone")]
     assert table_rows and all("(n=3)" in row and "—" not in row and "failed" not in row for row in table_rows)
-    statistics_rows = [line.split(" | ") for line in statistics.splitlines() if line.startswith("| ") and "| 3 |" in line]
+    statistics_rows = [
+        line.split(" | ") for line in statistics.splitlines() if line.startswith("| ") and "| 3 |" in line
+    ]
     assert len(statistics_rows) == 4 * 3 * 2  # backbone x data set x (test/acc, test/auroc), each over 3 seed pairs
     assert all(row[4] != "—" and row[7] != "—" for row in statistics_rows)  # Δ over seeds and over test images
     assert report.rstrip().endswith("None: every job finished with finite metrics.")
@@ -128,8 +130,15 @@ def test_the_parallel_launcher_runs_sweep_jobs_at_once_each_in_its_own_directory
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the parallel extra is not installed")
     sweep_dir = tmp_path / "sweep"
     result = run_script(
-        "train.py", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1",
-        *TINY_DATA, *QUIET, "debug=fast_dev_run", f"hydra.sweep.dir={sweep_dir}",
+        "train.py",
+        "-m",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        *TINY_DATA,
+        *QUIET,
+        "debug=fast_dev_run",
+        f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-4000:]
     records = [json.loads(line) for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]

@@ -29,7 +29,14 @@ from gsa_exp.training.train import train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 INFO = DataInfo(
-    task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=80, label_names=["a", "b"], mean=[0.5], std=[0.5]
+    task=MULTICLASS,
+    num_classes=2,
+    channels=1,
+    image_size=32,
+    num_train=80,
+    label_names=["a", "b"],
+    mean=[0.5],
+    std=[0.5],
 )
 # debug=limit, shortened: two epochs of two training batches
 SHORT_RUN = [*TINY_DATA, *QUIET, "debug=limit", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
@@ -136,7 +143,9 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
 def test_plot_attention_writes_the_gradcam_comparison_of_two_runs(two_runs, tmp_path, capsys):
     plain, attended = two_runs
     figures = tmp_path / "figures"
-    code = load_plot_script().main([str(attended), "--gradcam", str(plain), "--out", str(figures), "--samples-per-class", "1"])
+    code = load_plot_script().main(
+        [str(attended), "--gradcam", str(plain), "--out", str(figures), "--samples-per-class", "1"]
+    )
     assert code == 0, capsys.readouterr().err
     assert f"wrote {figures / GRADCAM_PNG}" in capsys.readouterr().out
     assert Image.open(figures / GRADCAM_PNG).size == (round((1.7 * 4 + 1.2) * 100), round((1.7 * 2 + 0.7) * 100))
@@ -162,7 +171,12 @@ def test_gradcam_refuses_a_second_run_that_is_not_a_checkpoint(two_runs, tmp_pat
 def fabricate_job(sweep: Path, name: str, backbone: str, dataset: str, attention: str, seed: int, value: float | None):
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
-    config = {"backbone": {"name": backbone}, "dataset": {"name": dataset}, "attention": {"name": attention}, "seed": seed}
+    config = {
+        "backbone": {"name": backbone},
+        "dataset": {"name": dataset},
+        "attention": {"name": attention},
+        "seed": seed,
+    }
     OmegaConf.save(OmegaConf.create(config), job / ".hydra" / "config.yaml")
     if value is not None:
         np.save(job / "attention_map.npy", np.full((8, 8), value, dtype=np.float32))

@@ -55,7 +55,9 @@ def epoch_batches(loader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 # -- data on the device ------------------------------------------------------------------------
 def test_device_batches_are_the_host_loaders_batches_in_the_same_order(tiny_config):
-    cfg = tiny_config("dataset.batch_size=12", "dataset.eval_batch_size=12")  # 80 training images: 6 batches + 8 dropped
+    cfg = tiny_config(
+        "dataset.batch_size=12", "dataset.eval_batch_size=12"
+    )  # 80 training images: 6 batches + 8 dropped
     host = attached_datamodule(cfg, on_device=False)
     device = attached_datamodule(cfg, on_device=True)
     for loader_name, expected_batches in (("train_dataloader", 6), ("val_dataloader", 3), ("test_dataloader", 3)):
@@ -202,7 +204,11 @@ def test_a_compiled_run_resumes_exactly_and_its_checkpoints_evaluate_eagerly(tmp
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoint = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
     resumed = run_script(
-        "train.py", *COMPILED_RUN, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path / 'resumed'}"
+        "train.py",
+        *COMPILED_RUN,
+        "trainer.max_epochs=2",
+        f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())

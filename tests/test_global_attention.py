@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from conftest import array_datamodule
 
 from gsa_exp.attention import GlobalSpatialAttention
 from gsa_exp.attention.bank import BankOptions, build_bank, stratified_subset
-from conftest import array_datamodule
 from gsa_exp.data.splits import MULTICLASS, LoadedData, Split
 
 SIZE = 12
@@ -21,13 +21,23 @@ def bank_options(**changes) -> dict:
     return options
 
 
-def make_attention(num_train: int = 20, channels: int = 1, image_size: int = SIZE, **bank_changes) -> GlobalSpatialAttention:
+def make_attention(
+    num_train: int = 20, channels: int = 1, image_size: int = SIZE, **bank_changes
+) -> GlobalSpatialAttention:
     return GlobalSpatialAttention(
         in_channels=channels,
         image_size=image_size,
         num_train=num_train,
         bank=bank_options(**bank_changes),
-        classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="constant", init_scale=2.0, init_smoothing=1),
+        classifier=dict(
+            kind="linear",
+            hidden=8,
+            kernel_size=1,
+            normalize_fan_in=True,
+            init="constant",
+            init_scale=2.0,
+            init_smoothing=1,
+        ),
         temperature=1.0,
         init_bias=2.0,
         mode="multiply",
@@ -292,8 +302,19 @@ def test_class_contrast_start_ranks_the_region_where_the_classes_differ():
     from gsa_exp.model.metrics import map_auroc
 
     source = SyntheticLesions(
-        image_size=24, channels=1, num_train=200, num_val=4, num_test=4, lesion_amplitude=0.2,
-        distractor_amplitude=0.3, lesion_sigma=0.045, region_radius=0.12, max_blobs=3, noise_std=0.05, jitter=1.0, seed=0,
+        image_size=24,
+        channels=1,
+        num_train=200,
+        num_val=4,
+        num_test=4,
+        lesion_amplitude=0.2,
+        distractor_amplitude=0.3,
+        lesion_sigma=0.045,
+        region_radius=0.12,
+        max_blobs=3,
+        noise_std=0.05,
+        jitter=1.0,
+        seed=0,
     )
     data = source.load()
     constant = make_attention(num_train=200, image_size=24, components=32)
@@ -301,7 +322,13 @@ def test_class_contrast_start_ranks_the_region_where_the_classes_differ():
     assert float(map_auroc(constant.shared_map(), data.region_mask)) == pytest.approx(0.5)
     contrast = make_attention(num_train=200, image_size=24, components=32)
     contrast.classifier_options = type(contrast.classifier_options)(
-        kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0, init_smoothing=1
+        kind="linear",
+        hidden=8,
+        kernel_size=1,
+        normalize_fan_in=True,
+        init="class_contrast",
+        init_scale=2.0,
+        init_smoothing=1,
     )
     contrast.prepare(data.train.images, data.train.labels)
     assert float(map_auroc(contrast.shared_map(), data.region_mask)) > 0.9
@@ -319,23 +346,57 @@ def test_linear_readout_reproduces_a_target_in_the_bank_span():
 
 
 def test_class_contrast_start_needs_the_linear_classifier():
-    with pytest.raises(ValueError, match="attention.classifier.init='class_contrast' needs attention.classifier.kind='linear'"):
+    with pytest.raises(
+        ValueError, match="attention.classifier.init='class_contrast' needs attention.classifier.kind='linear'"
+    ):
         GlobalSpatialAttention(
-            in_channels=1, image_size=SIZE, num_train=20, bank=bank_options(),
-            classifier=dict(kind="mlp", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0, init_smoothing=1),
-            temperature=1.0, init_bias=2.0, mode="multiply", regularization=dict(sparsity=0.0, binarization=0.0),
-            freeze_after_epochs=None, lr_multiplier=1.0,
+            in_channels=1,
+            image_size=SIZE,
+            num_train=20,
+            bank=bank_options(),
+            classifier=dict(
+                kind="mlp",
+                hidden=8,
+                kernel_size=1,
+                normalize_fan_in=True,
+                init="class_contrast",
+                init_scale=2.0,
+                init_smoothing=1,
+            ),
+            temperature=1.0,
+            init_bias=2.0,
+            mode="multiply",
+            regularization=dict(sparsity=0.0, binarization=0.0),
+            freeze_after_epochs=None,
+            lr_multiplier=1.0,
         )
 
 
 @pytest.mark.parametrize("smoothing", [0, 4])
 def test_class_contrast_smoothing_must_be_an_odd_width(smoothing):
-    with pytest.raises(ValueError, match=f"attention.classifier.init_smoothing={smoothing} must be an odd integer >= 1"):
+    with pytest.raises(
+        ValueError, match=f"attention.classifier.init_smoothing={smoothing} must be an odd integer >= 1"
+    ):
         GlobalSpatialAttention(
-            in_channels=1, image_size=SIZE, num_train=20, bank=bank_options(),
-            classifier=dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0, init_smoothing=smoothing),
-            temperature=1.0, init_bias=2.0, mode="multiply", regularization=dict(sparsity=0.0, binarization=0.0),
-            freeze_after_epochs=None, lr_multiplier=1.0,
+            in_channels=1,
+            image_size=SIZE,
+            num_train=20,
+            bank=bank_options(),
+            classifier=dict(
+                kind="linear",
+                hidden=8,
+                kernel_size=1,
+                normalize_fan_in=True,
+                init="class_contrast",
+                init_scale=2.0,
+                init_smoothing=smoothing,
+            ),
+            temperature=1.0,
+            init_bias=2.0,
+            mode="multiply",
+            regularization=dict(sparsity=0.0, binarization=0.0),
+            freeze_after_epochs=None,
+            lr_multiplier=1.0,
         )
 
 
@@ -344,15 +405,31 @@ def test_smoothed_class_contrast_start_ranks_the_region_better_on_few_noisy_imag
     from gsa_exp.model.metrics import map_auroc
 
     source = SyntheticLesions(
-        image_size=24, channels=1, num_train=96, num_val=8, num_test=8, lesion_amplitude=0.12,
-        distractor_amplitude=0.4, lesion_sigma=0.045, region_radius=0.12, max_blobs=8, noise_std=0.05, jitter=1.0, seed=0,
+        image_size=24,
+        channels=1,
+        num_train=96,
+        num_val=8,
+        num_test=8,
+        lesion_amplitude=0.12,
+        distractor_amplitude=0.4,
+        lesion_sigma=0.045,
+        region_radius=0.12,
+        max_blobs=8,
+        noise_std=0.05,
+        jitter=1.0,
+        seed=0,
     )
     data = source.load()
     scores = {}
     for smoothing in (1, 5):
         attention = make_attention(num_train=96, image_size=24, components=None)
         attention.classifier_options = type(attention.classifier_options)(
-            kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True, init="class_contrast", init_scale=2.0,
+            kind="linear",
+            hidden=8,
+            kernel_size=1,
+            normalize_fan_in=True,
+            init="class_contrast",
+            init_scale=2.0,
             init_smoothing=smoothing,
         )
         attention.prepare(data.train.images, data.train.labels)

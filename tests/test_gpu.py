@@ -101,7 +101,9 @@ def test_compiled_cuda_graph_step_gives_the_eager_loss():
     assert loss.item() == pytest.approx(expected.item(), rel=2e-2)  # bf16 rounding
 
 
-@pytest.mark.parametrize("backbone", ["googlenet", "resnet"])  # auxiliary heads; the default (scripts/gpu_check.sh runs all four)
+@pytest.mark.parametrize(
+    "backbone", ["googlenet", "resnet"]
+)  # auxiliary heads; the default (scripts/gpu_check.sh runs all four)
 def test_compiled_fast_path_trains_end_to_end(tmp_path, backbone):
     run_dir = tmp_path / "run"
     result = run_script(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT
+from test_real_datasets import medmnist_arrays, medmnist_source
 
 from gsa_exp.data import DataFormatError
 from gsa_exp.data.npz_members import NpzCacheError, default_cache_dir, map_npz_members
-from test_real_datasets import medmnist_arrays, medmnist_source
 
 KEYS = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("images", "labels")]
 

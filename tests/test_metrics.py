@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import array_datamodule, compose_config
 
-from gsa_exp.data.splits import MULTICLASS, MULTILABEL, DataInfo, LoadedData, Split
+from gsa_exp.data.splits import MULTICLASS, MULTILABEL, LoadedData, Split
 from gsa_exp.model.confusion import confusion_metric, confusion_record, per_class_recall, recall_keys
 from gsa_exp.model.metrics import classification_metrics, map_auroc
 from gsa_exp.training.builders import build_model

@@ -103,7 +103,13 @@ def test_predict_py_writes_predictions_into_its_run_directory(checkpoint, tmp_pa
     image = tmp_path / "one.png"
     Image.fromarray(np.full((32, 32), 128, dtype=np.uint8)).save(image)
     run_dir = tmp_path / "run"
-    done = run_script("predict.py", f"ckpt_path={checkpoint}", f"input={image}", "extras.print_config=false", f"hydra.run.dir={run_dir}")
+    done = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        f"input={image}",
+        "extras.print_config=false",
+        f"hydra.run.dir={run_dir}",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     _, rows = read_rows(run_dir / "predictions.csv")
     assert len(rows) == 1 and rows[0][0] == str(image)

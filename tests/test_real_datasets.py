@@ -14,7 +14,6 @@ import torch
 from conftest import CONF, compose_config
 from PIL import Image
 
-import gsa_exp.data.medmnist_npz as medmnist_npz
 from gsa_exp.data import (
     ArrayDataModule,
     DataFormatError,
@@ -97,7 +96,11 @@ def test_medmnist_multilabel_labels_are_float_n_by_l(tmp_path):
 @pytest.mark.parametrize(
     ("flag", "size", "message"),
     [
-        ("nosuchmnist", 28, r"dataset.source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, "),
+        (
+            "nosuchmnist",
+            28,
+            r"dataset.source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, ",
+        ),
         ("organmnist3d", 28, r"'organmnist3d' is not a MedMNIST 2D data set; .*breastmnist"),
         ("pneumoniamnist", 32, r"dataset.source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
     ],
@@ -133,7 +136,11 @@ def broken(change):
             broken(lambda a: a.update(train_images=np.zeros((20, 32, 32), np.uint8))),
             r"train_images has shape \(20, 32, 32\), expected \(N, 28, 28\) \(pneumoniamnist at size 28\)",
         ),
-        ("dermamnist", medmnist_arrays(), r"train_images has shape \(20, 28, 28\), expected \(N, 28, 28, 3\) \(dermamnist at size 28\)"),
+        (
+            "dermamnist",
+            medmnist_arrays(),
+            r"train_images has shape \(20, 28, 28\), expected \(N, 28, 28, 3\) \(dermamnist at size 28\)",
+        ),
         (
             "pneumoniamnist",
             broken(lambda a: a.update(train_labels=a["train_labels"][:, 0])),
@@ -161,7 +168,9 @@ def broken(change):
         ),
         (
             "pneumoniamnist",
-            broken(lambda a: a.update(val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8))),
+            broken(
+                lambda a: a.update(val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8))
+            ),
             r"val_images holds no images",
         ),
     ],
@@ -218,7 +227,9 @@ def test_a_failed_download_is_reported_as_missing_data(tmp_path, monkeypatch):
         raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(medmnist, "PneumoniaMNIST", offline)
-    with pytest.raises(DataNotFoundError, match=r"could not download https://zenodo.org/.*pneumoniamnist.npz.* network unreachable"):
+    with pytest.raises(
+        DataNotFoundError, match=r"could not download https://zenodo.org/.*pneumoniamnist.npz.* network unreachable"
+    ):
         medmnist_source(tmp_path, download=True).load()
 
 
@@ -306,9 +317,16 @@ def test_many_malformed_rows_are_counted_not_all_listed(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "message"),
     [
-        ("label,pixels,Usage", fer_rows(), r"the header is 'label,pixels,Usage'; expected the columns 'emotion,pixels,Usage'"),
-        ("emotion,pixels,Usage", [row for row in fer_rows() if row[2] != "PrivateTest"],
-         r"no rows with Usage 'PrivateTest', so the test split would be empty"),
+        (
+            "label,pixels,Usage",
+            fer_rows(),
+            r"the header is 'label,pixels,Usage'; expected the columns 'emotion,pixels,Usage'",
+        ),
+        (
+            "emotion,pixels,Usage",
+            [row for row in fer_rows() if row[2] != "PrivateTest"],
+            r"no rows with Usage 'PrivateTest', so the test split would be empty",
+        ),
     ],
 )
 def test_fer2013_header_and_missing_splits_are_checked(tmp_path, header, rows, message):
@@ -322,7 +340,10 @@ def test_fer2013_wrong_field_count_and_missing_file(tmp_path):
     path.write_text(path.read_text() + "3,1 2 3\n")
     with pytest.raises(DataFormatError, match=r"line 23: 2 fields, expected 3 \(emotion,pixels,Usage\)"):
         FER2013Source(path=str(path)).load()
-    with pytest.raises(DataNotFoundError, match=r"FER2013 CSV not found: .*nope.csv\. Download fer2013.csv from https://www.kaggle.com/"):
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"FER2013 CSV not found: .*nope.csv\. Download fer2013.csv from https://www.kaggle.com/",
+    ):
         FER2013Source(path=str(tmp_path / "nope.csv")).load()
 
 
@@ -338,9 +359,16 @@ def write_class_images(folder: Path, label: int, count: int, mode="RGB", size=(3
         Image.new(mode, size, (value,) * len(mode) if mode != "L" else value).save(folder / f"img{index:02d}{suffix}")
 
 
-def image_folder(root, ratios=(0.6, 0.2, 0.2), seed=0, channels=3, size=32, extensions=(".png", ".JPG")) -> ImageFolderSource:
+def image_folder(
+    root, ratios=(0.6, 0.2, 0.2), seed=0, channels=3, size=32, extensions=(".png", ".JPG")
+) -> ImageFolderSource:
     return ImageFolderSource(
-        root=str(root), split_ratios=list(ratios), seed=seed, channels=channels, image_size=size, extensions=list(extensions)
+        root=str(root),
+        split_ratios=list(ratios),
+        seed=seed,
+        channels=channels,
+        image_size=size,
+        extensions=list(extensions),
     )
 
 
@@ -377,7 +405,12 @@ def test_train_val_test_folders_are_used_as_given(tmp_path):
     assert [len(data.split(split)) for split in ("train", "val", "test")] == [12, 6, 4]
     assert data.test.images.shape == (4, 1, 32, 32)
     assert data.test.labels.tolist() == [0, 0, 1, 1]
-    assert data.test.images[:, 0, 0, 0].tolist() == [grey_level(0, 0), grey_level(0, 1), grey_level(1, 0), grey_level(1, 1)]
+    assert data.test.images[:, 0, 0, 0].tolist() == [
+        grey_level(0, 0),
+        grey_level(0, 1),
+        grey_level(1, 0),
+        grey_level(1, 1),
+    ]
 
 
 def test_sixteen_bit_images_are_scaled_by_their_own_range(tmp_path):
@@ -395,12 +428,24 @@ def test_sixteen_bit_images_are_scaled_by_their_own_range(tmp_path):
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        ({}, r"found no images with extensions \['.jpg', '.png'\] in its class sub-folders; expected root/<class>/<image>"),
+        (
+            {},
+            r"found no images with extensions \['.jpg', '.png'\] in its class sub-folders; expected root/<class>/<image>",
+        ),
         ({"only": 5}, r"found a single class folder \(only, 5 images\); a classifier needs at least 2 classes"),
-        ({"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 2}, r"has train/, val/ but no test/; a pre-split folder needs"),
-        ({"train/a": 3, "train/b": 3, "val/a": 1, "val/c": 1, "test/a": 1}, r"val/ has class folders that train/ lacks: \['c'\]"),
+        (
+            {"train/a": 3, "train/b": 3, "val/a": 2, "val/b": 2},
+            r"has train/, val/ but no test/; a pre-split folder needs",
+        ),
+        (
+            {"train/a": 3, "train/b": 3, "val/a": 1, "val/c": 1, "test/a": 1},
+            r"val/ has class folders that train/ lacks: \['c'\]",
+        ),
         ({"train/a": 3, "train/b": 3, "val/a": 1, "test": 0}, r"test/ holds no images"),
-        ({"a": 1, "b": 1}, r"split_ratios=\[0.6, 0.2, 0.2\] leave the val split empty; 2 images in 2 classes are too few"),
+        (
+            {"a": 1, "b": 1},
+            r"split_ratios=\[0.6, 0.2, 0.2\] leave the val split empty; 2 images in 2 classes are too few",
+        ),
     ],
 )
 def test_image_folders_without_usable_classes_are_refused(tmp_path, layout, message):
@@ -432,7 +477,9 @@ def test_image_folder_settings_and_missing_root_are_checked(tmp_path):
         image_folder(tmp_path, ratios=(0.8, 0.2, 0.0))
     with pytest.raises(ValueError, match=r"dataset.source.channels=2 must be 1 \(grey\) or 3 \(RGB\)"):
         image_folder(tmp_path, channels=2)
-    with pytest.raises(DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"):
+    with pytest.raises(
+        DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"
+    ):
         image_folder(tmp_path / "missing").load()
 
 
@@ -453,7 +500,9 @@ def test_every_source_option_is_in_the_yaml(choice):
     assert all(parameter.default is inspect.Parameter.empty for name, parameter in parameters.items())
 
 
-@pytest.mark.parametrize("flag", ["pneumoniamnist", "octmnist", "breastmnist", "retinamnist", "dermamnist", "chestmnist"])
+@pytest.mark.parametrize(
+    "flag", ["pneumoniamnist", "octmnist", "breastmnist", "retinamnist", "dermamnist", "chestmnist"]
+)
 def test_medmnist_presets_pick_their_flag_and_the_protocol_settings(flag):
     dataset = compose_config([f"dataset={flag}"]).dataset
     assert dataset.name == flag and dataset.source.flag == flag
@@ -483,8 +532,10 @@ def test_pneumoniamnist_config_builds_a_datamodule_that_serves_batches(tmp_path)
 
 
 def test_fer2013_and_image_folder_configs_build_datamodules(tmp_path):
-    csv_path = write_fer(tmp_path / "fer2013.csv", fer_rows())
-    cfg = compose_config(["dataset=fer2013", f"dataset.root={tmp_path}", "dataset.batch_size=4", "dataset.image_size=32"])
+    write_fer(tmp_path / "fer2013.csv", fer_rows())
+    cfg = compose_config(
+        ["dataset=fer2013", f"dataset.root={tmp_path}", "dataset.batch_size=4", "dataset.image_size=32"]
+    )
     fer = build_datamodule(cfg.dataset)
     fer.setup("fit")
     assert (fer.info.num_classes, fer.info.channels, fer.info.image_size) == (7, 1, 32)
@@ -531,9 +582,13 @@ def test_run_predictions_score_like_medmnists_own_evaluator(tmp_path, flag, labe
         assert metrics[f"{split}/auroc"] == pytest.approx(auc, abs=1e-5), split
         assert metrics[f"{split}/acc"] == pytest.approx(acc, abs=1e-5), split
         targets = np.loadtxt(tmp_path / "run" / f"targets_{split}.csv", delimiter=",", dtype=np.int64, ndmin=2)
-        assert np.array_equal(targets[:, 1:], medmnist_arrays(label_width=label_width, num_classes=num_classes)[f"{split}_labels"])
+        assert np.array_equal(
+            targets[:, 1:], medmnist_arrays(label_width=label_width, num_classes=num_classes)[f"{split}_labels"]
+        )
 
     checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
     eval_cfg = compose_config([f"ckpt_path={checkpoint}"], output_dir=tmp_path / "eval", config_name="eval")
     evaluate(eval_cfg)
-    assert (tmp_path / "eval" / "predictions_test.csv").read_text() == (tmp_path / "run" / "predictions_test.csv").read_text()
+    assert (tmp_path / "eval" / "predictions_test.csv").read_text() == (
+        tmp_path / "run" / "predictions_test.csv"
+    ).read_text()

@@ -32,7 +32,10 @@ BAD_INPUTS = [
     (["trainer.precision=8"], "trainer.precision=8: allowed: 64-true, 32-true"),
     (["seed=-1"], "seed=-1: must be >= 0"),
     (["backbone.variant=resnet19"], "backbone.variant='resnet19' is not a resnet variant; allowed: ['resnet18'"),
-    (["backbone=vgg", "backbone.stem=imagenet", "dataset.image_size=24"], "dataset.image_size=24 is too small for backbone vgg11_bn"),
+    (
+        ["backbone=vgg", "backbone.stem=imagenet", "dataset.image_size=24"],
+        "dataset.image_size=24 is too small for backbone vgg11_bn",
+    ),
     (["backbone.stem=tiny"], "backbone.stem='tiny' is not one of ['auto', 'small', 'imagenet']"),
     (["attention.bank.components=0"], "attention.bank.components=0 must be a positive integer or null"),
     (["attention.bank.num_images=-5"], "attention.bank.num_images=-5 must be a positive integer or null"),
@@ -46,7 +49,10 @@ BAD_INPUTS = [
     (["ckpt_path=nowhere/last.ckpt"], "ckpt_path='nowhere/last.ckpt': no such file"),
     (["loss.nonfinite=ignore"], "loss.nonfinite='ignore': allowed: stop, skip"),
     (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [0, 1)"),
-    (["optimizer.fused=true", "optimizer.foreach=true"], "optimizer.foreach=True: not together with optimizer.fused=true"),
+    (
+        ["optimizer.fused=true", "optimizer.foreach=true"],
+        "optimizer.foreach=True: not together with optimizer.fused=true",
+    ),
     (["optimizer.fused=yes"], "optimizer.fused='yes': must be true, false or null"),
     (["performance.device_memory_share=1.5"], "performance.device_memory_share=1.5: must be a number in (0, 1]"),
     (["performance.compile_mode=turbo"], "performance.compile_mode='turbo': allowed: default, reduce-overhead"),
@@ -87,7 +93,12 @@ def test_a_bank_larger_than_the_training_set_stops_before_training(tiny_config, 
 def start_training(run_dir: Path, *overrides: str) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
     return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -151,7 +162,14 @@ def test_non_finite_batches_can_be_skipped_instead(tiny_config):
 # -- sweeps -------------------------------------------------------------------------------
 def test_a_failing_job_does_not_stop_the_sweep_and_a_rerun_skips_completed_jobs(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    arguments = ["-m", "optimizer=sgd", "optimizer.lr=0.01,1e30", *LIMITED, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"]
+    arguments = [
+        "-m",
+        "optimizer=sgd",
+        "optimizer.lr=0.01,1e30",
+        *LIMITED,
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     first = run_script("train.py", *arguments)
     assert first.returncode != 0  # the sweep reports its failure at the end
     lines = [json.loads(line) for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
@@ -180,7 +198,12 @@ def test_two_runs_started_together_never_share_a_directory(tmp_path):
     log_dir = tmp_path / "outputs"
     arguments = [*TINY_DATA, *QUIET, "debug=fast_dev_run", f"paths.log_dir={log_dir}"]
     processes = [
-        subprocess.Popen([sys.executable, str(ROOT / "train.py"), *arguments], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *arguments],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(2)
     ]
     for process in processes:

@@ -172,10 +172,18 @@ def brute_force_delong(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
                 v10[r, a] += psi / n
                 v01[r, b] += psi / m
     aucs = v10.mean(axis=1)
-    s10 = np.array([[sum((v10[r, a] - aucs[r]) * (v10[s, a] - aucs[s]) for a in range(m)) / (m - 1)
-                     for s in range(k)] for r in range(k)])
-    s01 = np.array([[sum((v01[r, b] - aucs[r]) * (v01[s, b] - aucs[s]) for b in range(n)) / (n - 1)
-                     for s in range(k)] for r in range(k)])
+    s10 = np.array(
+        [
+            [sum((v10[r, a] - aucs[r]) * (v10[s, a] - aucs[s]) for a in range(m)) / (m - 1) for s in range(k)]
+            for r in range(k)
+        ]
+    )
+    s01 = np.array(
+        [
+            [sum((v01[r, b] - aucs[r]) * (v01[s, b] - aucs[s]) for b in range(n)) / (n - 1) for s in range(k)]
+            for r in range(k)
+        ]
+    )
     return aucs, s10 / m + s01 / n
 
 

@@ -86,8 +86,15 @@ def sweep(tmp_path: Path) -> Path:
             for seed in range(3):
                 failed = ACC[(backbone, attention)][seed] is None
                 files = {"error.txt": TRACEBACK}
-                make_job(root, number, backbone, attention, seed, grid_metrics(backbone, attention, seed),
-                         files=files if failed else None)
+                make_job(
+                    root,
+                    number,
+                    backbone,
+                    attention,
+                    seed,
+                    grid_metrics(backbone, attention, seed),
+                    files=files if failed else None,
+                )
                 number += 1
     return root
 
@@ -255,8 +262,17 @@ def test_variants_settings_and_datasets_are_never_pooled(tmp_path: Path):
         ("resnet18", "trainer.max_epochs=2", "pneumoniamnist", 0.9),
     ]
     for number, (variant, extra, dataset, acc) in enumerate(jobs):
-        make_job(sweep, number, "resnet", "none", 0, {"test/acc": acc, "test/auroc": acc},
-                 dataset=dataset, variant=variant, extra=(f"backbone.variant={variant}", extra))
+        make_job(
+            sweep,
+            number,
+            "resnet",
+            "none",
+            0,
+            {"test/acc": acc, "test/auroc": acc},
+            dataset=dataset,
+            variant=variant,
+            extra=(f"backbone.variant={variant}", extra),
+        )
     markdown = render_markdown(summarize(load_sweep(sweep)))
     assert table(markdown, "test/acc") == [
         "| backbone | pneumoniamnist: none | synthetic: none |",
@@ -323,7 +339,7 @@ def stats_rows(markdown: str) -> dict[tuple[str, str, str], str]:
     start += next(i for i, line in enumerate(lines[start:]) if line.startswith("| backbone | data set |"))
     assert lines[start].startswith("| backbone | data set | metric | seed pairs | Δ over seeds | 95 % CI (t) |")
     end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
-    return {tuple(part.strip() for part in line.strip("|").split("|")[:3]): line for line in lines[start + 2:end]}
+    return {tuple(part.strip() for part in line.strip("|").split("|")[:3]): line for line in lines[start + 2 : end]}
 
 
 def test_statistics_paired_over_seeds_by_hand(sweep: Path):
@@ -341,16 +357,23 @@ def test_statistics_paired_over_seeds_by_hand(sweep: Path):
     assert rows[("vgg", "synthetic", "test/auroc")].startswith(
         "| vgg | synthetic | test/auroc | 2 | +0.040 | [-0.087, +0.167] | 0.156 | — |"
     )
-    assert ("- resnet on synthetic: test/acc +0.060 [+0.035, +0.085], p = 0.009 (paired over 3 seeds): "
-            "significant at 0.05. Not tested over test images (see the notes).") in markdown
-    assert ("- vgg on synthetic: test/acc +0.040 [-0.087, +0.167], p = 0.156 (paired over 2 seeds): "
-            "not significant at 0.05.") in markdown
-    assert ("- vgg on synthetic, test/acc: seed 2 not paired: global failed (8_attention=global,backbone=vgg,seed=2)"
-            in markdown)
+    assert (
+        "- resnet on synthetic: test/acc +0.060 [+0.035, +0.085], p = 0.009 (paired over 3 seeds): "
+        "significant at 0.05. Not tested over test images (see the notes)."
+    ) in markdown
+    assert (
+        "- vgg on synthetic: test/acc +0.040 [-0.087, +0.167], p = 0.156 (paired over 2 seeds): "
+        "not significant at 0.05."
+    ) in markdown
+    assert (
+        "- vgg on synthetic, test/acc: seed 2 not paired: global failed (8_attention=global,backbone=vgg,seed=2)"
+        in markdown
+    )
     assert "- resnet on synthetic, test/auroc: no per-image files (predictions_test.csv, targets_test.csv)" in markdown
     assert markdown.index("## test/map_auroc") < markdown.index("## Statistics") < markdown.index("## Failed")
-    delta = {(r["backbone"], r["metric"], r["seed"]): r
-             for r in csv_rows(summary) if r["attention"] == "delta(global-none)"}
+    delta = {
+        (r["backbone"], r["metric"], r["seed"]): r for r in csv_rows(summary) if r["attention"] == "delta(global-none)"
+    }
     resnet = delta[("resnet", "test/acc", "")]
     assert resnet["n_pairs"] == "3" and math.isclose(float(resnet["paired_p"]), 0.0091326, rel_tol=1e-4)
     assert math.isclose(float(resnet["paired_ci_low"]), 0.06 - 4.302652729749462 * 0.01 / math.sqrt(3))
@@ -369,8 +392,10 @@ def test_statistics_state_missing_pairs(tmp_path: Path):
         "| resnet | synthetic | test/acc | 0 | — | — | — | — | — | — | — | — |"
     )
     assert "- resnet on synthetic: test/acc: no seed pair, so no difference over seeds." in markdown
-    assert ("- resnet on synthetic, test/acc: seed 0 not paired: "
-            "global unfinished (2_attention=global,backbone=resnet,seed=0)") in markdown
+    assert (
+        "- resnet on synthetic, test/acc: seed 0 not paired: "
+        "global unfinished (2_attention=global,backbone=resnet,seed=0)"
+    ) in markdown
     assert "seed 1 not paired: none unfinished (1_attention=none,backbone=resnet,seed=1); no global job" in markdown
     only_map = render_markdown(summarize(load_sweep(sweep), metrics=("test/map_auroc",)))
     assert "None: the requested metrics include neither test/acc nor test/auroc." in only_map
@@ -380,22 +405,44 @@ def image_files(scores: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     """predictions_test.csv and targets_test.csv as train.py writes them."""
     labels = labels.reshape(len(labels), -1)
     return {
-        "predictions_test.csv": "".join(f"{i}," + ",".join(f"{v:.8g}" for v in row) + "\n"
-                                        for i, row in enumerate(scores)),
+        "predictions_test.csv": "".join(
+            f"{i}," + ",".join(f"{v:.8g}" for v in row) + "\n" for i, row in enumerate(scores)
+        ),
         "targets_test.csv": "".join(f"{i}," + ",".join(str(v) for v in row) + "\n" for i, row in enumerate(labels)),
     }
 
 
-def image_job(sweep: Path, number: int, backbone: str, attention: str, seed: int, scores: np.ndarray,
-              labels: np.ndarray, dataset: str, files: bool = True) -> Path:
+def image_job(
+    sweep: Path,
+    number: int,
+    backbone: str,
+    attention: str,
+    seed: int,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    dataset: str,
+    files: bool = True,
+) -> Path:
     """A finished job whose metrics.json holds the accuracy and AUROC of its per-image scores."""
     flat = labels.reshape(len(labels), -1)[:, 0]
     acc = float((scores.argmax(axis=1) == flat).mean())
-    auroc = (roc_auc_score(flat, scores[:, 1]) if scores.shape[1] == 2
-             else float(np.mean([roc_auc_score(flat == c, scores[:, c]) for c in range(scores.shape[1])])))
+    auroc = (
+        roc_auc_score(flat, scores[:, 1])
+        if scores.shape[1] == 2
+        else float(np.mean([roc_auc_score(flat == c, scores[:, c]) for c in range(scores.shape[1])]))
+    )
     metrics = {"test/acc": acc, "test/auroc": float(auroc)}
-    return make_job(sweep, number, backbone, attention, seed, metrics, dataset=dataset,
-                    extra=(f"dataset={dataset}",), files=image_files(scores, labels) if files else None)
+    return make_job(
+        sweep,
+        number,
+        backbone,
+        attention,
+        seed,
+        metrics,
+        dataset=dataset,
+        extra=(f"dataset={dataset}",),
+        files=image_files(scores, labels) if files else None,
+    )
 
 
 def softmax_scores(labels: np.ndarray, strength: float, rng: np.random.Generator, classes: int = 2) -> np.ndarray:
@@ -415,8 +462,9 @@ def image_sweep(tmp_path: Path) -> Path:
     number = 0
     for seed in range(3):
         for attention, strength in (("none", 0.3), ("global", 3.0)):
-            image_job(root, number, "resnet", attention, seed, softmax_scores(labels, strength, rng), labels,
-                      "pneumoniamnist")
+            image_job(
+                root, number, "resnet", attention, seed, softmax_scores(labels, strength, rng), labels, "pneumoniamnist"
+            )
             number += 1
         same = softmax_scores(labels, 1.0, rng)
         for attention in ("none", "global"):
@@ -426,14 +474,24 @@ def image_sweep(tmp_path: Path) -> Path:
             other = labels.copy()
             if seed == 1 and attention == "global":
                 other[:5] = 1 - other[:5]
-            image_job(root, number, "densenet", attention, seed, softmax_scores(other, 1.0, rng), other,
-                      "pneumoniamnist", files=not (seed == 2 and attention == "global"))
+            image_job(
+                root,
+                number,
+                "densenet",
+                attention,
+                seed,
+                softmax_scores(other, 1.0, rng),
+                other,
+                "pneumoniamnist",
+                files=not (seed == 2 and attention == "global"),
+            )
             number += 1
     classes = rng.integers(0, 4, 60)
     for seed in range(2):
         for attention, strength in (("none", 0.5), ("global", 2.5)):
-            image_job(root, number, "resnet", attention, seed, softmax_scores(classes, strength, rng, 4), classes,
-                      "octmnist")
+            image_job(
+                root, number, "resnet", attention, seed, softmax_scores(classes, strength, rng, 4), classes, "octmnist"
+            )
             number += 1
     return root
 
@@ -460,18 +518,27 @@ def test_statistics_over_test_images(image_sweep: Path):
     assert resnet[9] == "< 0.001" and resnet[10] == "< 0.001"  # bootstrap: its floor 2/2001; DeLong
     assert resnet[11].count("DeLong p") == 3 and resnet[11].startswith("seed 0: +")
     assert "- resnet on pneumoniamnist: test/auroc +" in markdown
-    assert ("Over 100 test images (mean of 3 seed pairs, bootstrap, 2000 resamples): "
-            f"{np.mean(deltas):+.3f}") in markdown
+    assert (
+        f"Over 100 test images (mean of 3 seed pairs, bootstrap, 2000 resamples): {np.mean(deltas):+.3f}"
+    ) in markdown
     assert "p < 0.001: significant at 0.05; DeLong p < 0.001: significant at 0.05." in markdown
     # Identical predictions: Δ 0 everywhere, p = 1 over seeds, over images and by DeLong.
     assert cells[("vgg", "pneumoniamnist", "test/auroc")][4:11] == [
-        "+0.000", "[+0.000, +0.000]", "1.000", "+0.000", "[+0.000, +0.000]", "1.000", "1.000"]
+        "+0.000",
+        "[+0.000, +0.000]",
+        "1.000",
+        "+0.000",
+        "[+0.000, +0.000]",
+        "1.000",
+        "1.000",
+    ]
     assert "all 3 paired differences are 0: p = 1" in markdown
     # densenet: only seed 0 is usable over images; the others are stated.
     densenet = cells[("densenet", "pneumoniamnist", "test/acc")]
     assert densenet[3] == "3" and densenet[11].startswith("seed 0: ") and "seed 1" not in densenet[11]
-    assert ("densenet on pneumoniamnist, test/acc: seed 1 not re-scored over test images: "
-            "the targets files of") in markdown
+    assert (
+        "densenet on pneumoniamnist, test/acc: seed 1 not re-scored over test images: the targets files of"
+    ) in markdown
     assert "seed 2 not re-scored over test images: " in markdown
     assert "predictions_test.csv and targets_test.csv missing" in markdown
     # Multi-class: bootstrap yes, DeLong no (and said why).
@@ -479,8 +546,12 @@ def test_statistics_over_test_images(image_sweep: Path):
     assert oct_auroc[9] != "—" and oct_auroc[10] == "—"
     assert "DeLong not done: it compares two ROC curves of a binary task, this one is multi-class" in markdown
     # results.csv: the cell's delta row and one row per re-scored seed pair.
-    delta = [r for r in csv_rows(summary) if r["attention"] == "delta(global-none)"
-             and (r["dataset"], r["backbone"], r["metric"]) == ("pneumoniamnist", "resnet", "test/auroc")]
+    delta = [
+        r
+        for r in csv_rows(summary)
+        if r["attention"] == "delta(global-none)"
+        and (r["dataset"], r["backbone"], r["metric"]) == ("pneumoniamnist", "resnet", "test/auroc")
+    ]
     assert [r["seed"] for r in delta] == ["", "0", "1", "2"]
     assert math.isclose(float(delta[0]["image_delta"]), np.mean(deltas))
     assert float(delta[0]["delong_p"]) < 0.001 and delta[0]["image_seeds"] == "0;1;2" and delta[0]["n_images"] == "100"
@@ -489,8 +560,17 @@ def test_statistics_over_test_images(image_sweep: Path):
 
 def test_bootstrap_options_reach_the_report(image_sweep: Path, tmp_path: Path):
     out = tmp_path / "out"
-    result = run_script("scripts/summarize.py", str(image_sweep), "--out", str(out), "--resamples", "99",
-                        "--bootstrap-seed", "7", timeout=120)
+    result = run_script(
+        "scripts/summarize.py",
+        str(image_sweep),
+        "--out",
+        str(out),
+        "--resamples",
+        "99",
+        "--bootstrap-seed",
+        "7",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     markdown = (out / "results.md").read_text()
     assert "(99 paired bootstrap resamples, seed 7)" in markdown
@@ -537,8 +617,9 @@ def test_references_are_shown_only_when_asked(image_sweep: Path, tmp_path: Path)
     plain = write_summary(image_sweep, out_dir=tmp_path / "plain")
     assert "MedMNIST v2" not in plain["markdown"].read_text() and "MedMNIST" not in plain["latex"].read_text()
     out = tmp_path / "refs"
-    result = run_script("scripts/summarize.py", str(image_sweep), "--out", str(out), "--references",
-                        "--resamples", "20", timeout=120)
+    result = run_script(
+        "scripts/summarize.py", str(image_sweep), "--out", str(out), "--references", "--resamples", "20", timeout=120
+    )
     assert result.returncode == 0, result.stderr
     markdown = (out / "results.md").read_text()
     acc = table(markdown, "test/acc")
@@ -550,8 +631,9 @@ def test_references_are_shown_only_when_asked(image_sweep: Path, tmp_path: Path)
     assert table(markdown, "test/auroc")[2].endswith("| 0.944 |")
     assert "Scientific Data 10, 41 (2023)" in markdown and "ResNet-18 at 28 px" in markdown
     tex = (out / "results.tex").read_text()
-    assert ("\\textit{MedMNIST v2, ResNet-18 (28)}$^\\dagger$ & \\multicolumn{2}{c}{0.743} "
-            "& \\multicolumn{2}{c}{0.854}") in tex
+    assert (
+        "\\textit{MedMNIST v2, ResNet-18 (28)}$^\\dagger$ & \\multicolumn{2}{c}{0.743} & \\multicolumn{2}{c}{0.854}"
+    ) in tex
     assert "\\multicolumn{2}{c}{0.944}" in tex and "Yang et al. 2023, Scientific Data" in tex
 
 
@@ -561,7 +643,13 @@ def test_the_expected_grid_is_the_basic_sweepers_own():
 
     from gsa_exp.reporting.summary import grid_combinations
 
-    arguments = ["backbone=resnet,vgg", "seed=range(0,3)", "attention=none,global", "trainer.max_epochs=2", "seed=choice(0,1)"]
+    arguments = [
+        "backbone=resnet,vgg",
+        "seed=range(0,3)",
+        "attention=none,global",
+        "trainer.max_epochs=2",
+        "seed=choice(0,1)",
+    ]
     parsed = OverridesParser.create().parse_overrides(arguments)
     expected = [tuple(batch) for batch in BasicSweeper.split_arguments(parsed, None)[0]]
     assert grid_combinations(parsed) == expected and len(expected) == 2 * 2 * 2

@@ -48,7 +48,9 @@ def test_fast_dev_run_trains_every_backbone_with_every_attention(tiny_config, ba
 
 
 def tensorboard_events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    accumulator = EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
     accumulator.Reload()
     return accumulator
 
@@ -118,7 +120,9 @@ def test_per_class_recall_and_the_confusion_matrix_match_the_written_predictions
     matrix = metrics["test/confusion_matrix"]
     assert matrix["labels"] == ["no lesion in region", "lesion in region"]
     assert matrix["rows"] == "true label" and matrix["columns"] == "predicted label"
-    assert matrix["counts"] == [[int(((labels == true) & (predicted == guess)).sum()) for guess in (0, 1)] for true in (0, 1)]
+    assert matrix["counts"] == [
+        [int(((labels == true) & (predicted == guess)).sum()) for guess in (0, 1)] for true in (0, 1)
+    ]
     assert sum(map(sum, matrix["counts"])) == len(labels) == 32
 
 
@@ -188,7 +192,13 @@ def test_same_seed_gives_identical_metrics_and_map(tiny_config, tmp_path):
 def test_multirun_gives_each_job_its_own_readable_directory(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_script(
-        "train.py", "-m", "attention=none,global", "seed=0", *LIMITED, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"
+        "train.py",
+        "-m",
+        "attention=none,global",
+        "seed=0",
+        *LIMITED,
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
     )
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir())

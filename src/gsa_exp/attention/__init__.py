@@ -5,4 +5,10 @@ from gsa_exp.attention.global_attention import GlobalSpatialAttention
 from gsa_exp.attention.local import LocalSpatialAttention
 from gsa_exp.attention.static import StaticSpatialAttention
 
-__all__ = ["GlobalSpatialAttention", "LocalSpatialAttention", "NoAttention", "SpatialAttention", "StaticSpatialAttention"]
+__all__ = [
+    "GlobalSpatialAttention",
+    "LocalSpatialAttention",
+    "NoAttention",
+    "SpatialAttention",
+    "StaticSpatialAttention",
+]

@@ -49,7 +49,9 @@ class BankOptions:
         if self.num_images is not None and self.num_images < 1:
             raise ValueError(f"attention.bank.num_images={self.num_images} must be a positive integer or null (all)")
         if self.components is not None and self.components < 1:
-            raise ValueError(f"attention.bank.components={self.components} must be a positive integer or null (raw bank)")
+            raise ValueError(
+                f"attention.bank.components={self.components} must be a positive integer or null (raw bank)"
+            )
         if self.chunk_size < 1:
             raise ValueError(f"attention.bank.chunk_size={self.chunk_size} must be a positive integer")
 

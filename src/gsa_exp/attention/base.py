@@ -55,4 +55,3 @@ class NoAttention(SpatialAttention):
 
     def forward(self, images: Tensor) -> Tensor:
         return images
-

@@ -183,7 +183,9 @@ class GlobalSpatialAttention(LearnedMapAttention):
     def compute_map(self) -> Tensor:
         """A fresh 1 x 1 x H x W map from the current parameters and the fixed bank (source=train)."""
         if self.batch_source:
-            raise RuntimeError("global attention with attention.bank.source=batch has no fixed bank: its map is per batch")
+            raise RuntimeError(
+                "global attention with attention.bank.source=batch has no fixed bank: its map is per batch"
+            )
         # float32 even under mixed precision: the product is tiny, and casting the bank and the
         # classifier's weights to half precision would cost more kernels than it saves
         with torch.autocast(self.bank.device.type, enabled=False):
@@ -207,9 +209,7 @@ class GlobalSpatialAttention(LearnedMapAttention):
 
     def _cache_key(self) -> tuple:
         tensors = [self.bank, *self.classifier.parameters()]
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (
-            torch.is_autocast_enabled(),
-        )
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (torch.is_autocast_enabled(),)
 
     def batch_map(self, images: Tensor) -> Tensor:
         """source=batch: the 1 x 1 x H x W map of this batch, from its own pixels."""

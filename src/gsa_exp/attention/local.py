@@ -192,7 +192,8 @@ class LocalSpatialAttention(LearnedMapAttention):
         if not self._recorded:
             return None
         maps = [
-            attention if attention.shape[-2:] == self._input_size
+            attention
+            if attention.shape[-2:] == self._input_size
             else F.interpolate(attention.float(), size=self._input_size, mode="bilinear", align_corners=False)
             for attention in self._recorded
         ]

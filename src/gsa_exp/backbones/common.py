@@ -52,8 +52,7 @@ def load_pretrained_state(variant: str) -> dict[str, Tensor]:
         raise BackboneError(f"backbone.pretrained=true: torchvision has no weights for {variant!r}") from error
     cached = weights_cache_path(weights.url)
     hint = (
-        f"put {cached.name} (from {weights.url}) into {cached.parent} on this machine, "
-        "or set backbone.pretrained=false"
+        f"put {cached.name} (from {weights.url}) into {cached.parent} on this machine, or set backbone.pretrained=false"
     )
     if not cached.exists() and os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise BackboneError(
@@ -128,7 +127,9 @@ def checked_builder(family: str, variants: tuple[str, ...], build: Builder) -> B
         return build_checked(build, **kwargs)
 
     build_backbone.__name__ = f"build_{family}"
-    build_backbone.__doc__ = f"torchvision {family} ({', '.join(variants)}) adapted to the data; see {build.__module__}."
+    build_backbone.__doc__ = (
+        f"torchvision {family} ({', '.join(variants)}) adapted to the data; see {build.__module__}."
+    )
     return build_backbone
 
 

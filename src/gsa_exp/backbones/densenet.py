@@ -15,7 +15,9 @@ from gsa_exp.backbones.common import (
 VARIANTS = ("densenet121", "densenet161", "densenet169", "densenet201")
 
 
-def _build(*, variant: str, pretrained: bool, stem: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+def _build(
+    *, variant: str, pretrained: bool, stem: str, in_channels: int, num_classes: int, image_size: int
+) -> nn.Module:
     model = torchvision.models.get_model(variant, weights=None)
     if pretrained:
         model.load_state_dict(load_pretrained_state(variant))

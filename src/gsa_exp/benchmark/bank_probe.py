@@ -56,7 +56,9 @@ def _peak_bytes(reset: bool) -> int:
 
 def bank_options(components: int | None) -> BankOptions:
     """Every image (no subset), standardised rows, the default chunk size."""
-    return BankOptions(source="train", num_images=None, components=components, standardize=True, chunk_size=1024, seed=0)
+    return BankOptions(
+        source="train", num_images=None, components=components, standardize=True, chunk_size=1024, seed=0
+    )
 
 
 def synthetic_images(count: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

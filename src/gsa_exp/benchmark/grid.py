@@ -23,7 +23,6 @@ from torch import Tensor
 from gsa_exp.benchmark.epoch import quiet_lightning
 from gsa_exp.benchmark.models import autocast, compose_train_config, configured_optimizer, prepared_model
 from gsa_exp.benchmark.timing import synchronizer
-from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_trainer, configure_batches
 
 # experiment=paper_grid: (data set, training images, image size); 2 attentions x 3 seeds x 100 epochs each.
@@ -163,7 +162,9 @@ def paper_grid_hours(rates: dict[str, float]) -> float:
     return seconds / 3600
 
 
-def grid_figures(backbones: tuple[str, ...], settings: GridSettings, progress: Callable[[str], None]) -> dict[str, float]:
+def grid_figures(
+    backbones: tuple[str, ...], settings: GridSettings, progress: Callable[[str], None]
+) -> dict[str, float]:
     figures: dict[str, float] = {}
     for backbone in backbones:
         progress(f"grid throughput: {backbone} (framework, bare eager, bare compiled)")
@@ -191,7 +192,9 @@ def framework_rates_in_processes(backbone: str, settings: GridSettings, count: i
     their timed epochs overlap and the rates add up to what the device delivers to all of them.
     """
     command = [sys.executable, "-m", "gsa_exp.benchmark.grid", backbone, json.dumps(asdict(settings))]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)
+    ]
     rates = []
     for process in processes:
         stdout, stderr = process.communicate()

@@ -18,7 +18,7 @@ from torch import Tensor
 from gsa_exp.config.resolvers import register_resolvers
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.model.classifier import ImageClassifier
-from gsa_exp.training.builders import build_datamodule, build_model
+from gsa_exp.training.builders import build_model
 
 PRECISIONS = ("32-true", "bf16-mixed")
 

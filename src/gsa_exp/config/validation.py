@@ -77,6 +77,7 @@ def _component_error(key: str, error: BaseException) -> ConfigError:
 def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
     """Build backbone and attention on the meta device: every option checked, no memory used."""
     import torch  # imported here: the checks before this one answer a mistyped value without loading torch
+
     with torch.device("meta"):
         try:
             backbone = instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
@@ -196,7 +197,11 @@ def validate_predict_config(cfg: DictConfig) -> None:
     """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
     for key in ("ckpt_path", "input"):
         if not _value(cfg, key):
-            _fail(key, _value(cfg, key), "required: python predict.py ckpt_path=.../best.ckpt input=<image file or folder>")
+            _fail(
+                key,
+                _value(cfg, key),
+                "required: python predict.py ckpt_path=.../best.ckpt input=<image file or folder>",
+            )
     require_existing_file(cfg, "ckpt_path")
     require_int(cfg, "batch_size", 1)
     require_choice(cfg, "device", ("auto", "cpu", "cuda"))

@@ -10,8 +10,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gsa_exp.data.device_batches import DeviceBatches, fits_on_device
-from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
+from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
 
 
@@ -176,7 +176,8 @@ class ArrayDataModule(pl.LightningDataModule):
                 self.on_device = False
                 return None
             self._device_splits = {
-                name: Split(images=split.images.to(device), labels=split.labels.to(device)) for name, split in splits.items()
+                name: Split(images=split.images.to(device), labels=split.labels.to(device))
+                for name, split in splits.items()
             }
         return device
 

@@ -58,7 +58,9 @@ def fits_on_device(splits: dict[str, Split], device: torch.device, memory_share:
     """True when the splits take at most ``memory_share`` of the device's free memory (always on the CPU)."""
     if device.type != "cuda":
         return True
-    needed = sum(s.images.numel() * s.images.element_size() + s.labels.numel() * s.labels.element_size() for s in splits.values())
+    needed = sum(
+        s.images.numel() * s.images.element_size() + s.labels.numel() * s.labels.element_size() for s in splits.values()
+    )
     free, _ = torch.cuda.mem_get_info(device)
     return fits_in_free_memory(needed, free, memory_share, str(device))
 

@@ -21,7 +21,9 @@ EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 COLUMNS = ("emotion", "pixels", "Usage")
 SIDE = 48
-KAGGLE_PAGE = "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge/data"
+KAGGLE_PAGE = (
+    "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge/data"
+)
 
 
 class FER2013Source:
@@ -43,7 +45,9 @@ class FER2013Source:
         except UnicodeDecodeError as error:
             raise DataFormatError(f"{where}: not a text CSV file ({error})") from error
         if problems:
-            raise DataFormatError(f"{where}: " + listing(problems, "malformed rows (line numbers count the header as line 1)"))
+            raise DataFormatError(
+                f"{where}: " + listing(problems, "malformed rows (line numbers count the header as line 1)")
+            )
         splits = {}
         for usage, split in USAGE_SPLITS.items():
             if not images[split]:

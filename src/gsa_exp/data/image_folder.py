@@ -55,7 +55,9 @@ class ImageFolderSource:
         if image_size < 1:
             raise ValueError(f"dataset.source.image_size={image_size} must be a positive integer")
         if not extensions:
-            raise ValueError("dataset.source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]")
+            raise ValueError(
+                "dataset.source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]"
+            )
         self.root = ResolvedPath.resolve("dataset.root", root)
         self.split_ratios = ratios
         self.seed = seed
@@ -138,7 +140,11 @@ class ImageFolderSource:
             num_val = int(np.floor(count * self.split_ratios[1] + 0.5))
             num_test = int(np.floor(count * self.split_ratios[2] + 0.5))
             num_train = max(count - num_val - num_test, 0)
-            bounds = {"train": (0, num_train), "val": (num_train, num_train + num_val), "test": (num_train + num_val, count)}
+            bounds = {
+                "train": (0, num_train),
+                "val": (num_train, num_train + num_val),
+                "test": (num_train + num_val, count),
+            }
             for split, (start, stop) in bounds.items():
                 splits[split].extend((path, name) for path in images[start:stop])
         for split in SPLITS:

@@ -35,13 +35,15 @@ FLAGS_2D = tuple(flag for flag, info in INFO.items() if info["task"] in TASK_TYP
 class MedMNISTSource:
     """One MedMNIST 2D data set (``flag``) at one resolution (``size``), from ``root``."""
 
-    def __init__(
-        self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None
-    ) -> None:
+    def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None) -> None:
         if flag not in FLAGS_2D:
-            raise ValueError(f"dataset.source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}")
+            raise ValueError(
+                f"dataset.source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}"
+            )
         if size not in SIZES:
-            raise ValueError(f"dataset.source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
+            raise ValueError(
+                f"dataset.source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}"
+            )
         self.flag = flag
         self.size = size
         self.root = ResolvedPath.resolve("dataset.root", root)
@@ -82,9 +84,7 @@ class MedMNISTSource:
         try:
             dataset_class(split="train", download=True, root=str(self.root.path), size=self.size)
         except Exception as error:  # the package reports network and checksum failures its own way
-            raise DataNotFoundError(
-                f"could not download {self.url} into {self.root.describe()}: {error}"
-            ) from error
+            raise DataNotFoundError(f"could not download {self.url} into {self.root.describe()}: {error}") from error
 
     def _read(self) -> dict[str, np.ndarray]:
         where = self.root.describe(self.path)
@@ -112,7 +112,9 @@ class MedMNISTSource:
         if count == 0:
             raise DataFormatError(f"{where}: {split}_images holds no images; every split needs at least one")
         width = len(self.label_names) if self.task == MULTILABEL else 1
-        _check_array(where, f"{split}_labels", labels, (count, width), np.integer, f"one row per image of {split}_images")
+        _check_array(
+            where, f"{split}_labels", labels, (count, width), np.integer, f"one row per image of {split}_images"
+        )
         self._check_label_values(where, split, labels)
 
         # Views of the memory-mapped file, never copies: a batch reads only its own images.

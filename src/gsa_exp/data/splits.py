@@ -22,7 +22,9 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be a uint8 N x C x H x W tensor, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be a uint8 N x C x H x W tensor, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape[0] != self.images.shape[0]:
             raise ValueError(f"{self.images.shape[0]} images but {self.labels.shape[0]} labels")
 

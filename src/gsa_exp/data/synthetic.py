@@ -109,9 +109,9 @@ class SyntheticLesions:
     def _blobs(self, labels: Tensor, rows: Tensor, cols: Tensor, generator: torch.Generator) -> Tensor:
         """Same blob count in both classes; positives have exactly one blob inside the region.
 
-    The lesion (inside the region) may be fainter than the distractors: a network that
-    does not know where to look is drawn to the brighter blobs elsewhere.
-    """
+        The lesion (inside the region) may be fainter than the distractors: a network that
+        does not know where to look is drawn to the brighter blobs elsewhere.
+        """
         count = labels.shape[0]
         blob_count = torch.randint(1, self.max_blobs + 1, (count,), generator=generator)
         centres = self._outside_region(count * self.max_blobs, generator).view(count, self.max_blobs, 2)
@@ -121,7 +121,9 @@ class SyntheticLesions:
         peak = torch.full((count, self.max_blobs), self.distractor_amplitude)
         peak[:, 0] = torch.where(labels.bool(), self.lesion_amplitude, self.distractor_amplitude)
         amplitude = peak * (0.8 + 0.4 * torch.rand(count, self.max_blobs, generator=generator)) * active
-        d2 = (rows.unsqueeze(1) - centres[..., 0, None, None]) ** 2 + (cols.unsqueeze(1) - centres[..., 1, None, None]) ** 2
+        d2 = (rows.unsqueeze(1) - centres[..., 0, None, None]) ** 2 + (
+            cols.unsqueeze(1) - centres[..., 1, None, None]
+        ) ** 2
         return (amplitude[..., None, None] * torch.exp(-d2 / (2 * self.lesion_sigma**2))).sum(dim=1)
 
     def _inside_region(self, count: int, generator: torch.Generator) -> Tensor:
@@ -140,13 +142,12 @@ class SyntheticLesions:
             radius = 0.85 * torch.rand(4 * count, generator=generator).sqrt()
             angle = 2 * math.pi * torch.rand(4 * count, generator=generator)
             candidates = torch.stack(
-                [centre_r + radius_r * radius * torch.sin(angle), centre_c + radius_c * radius * torch.cos(angle)], dim=1
+                [centre_r + radius_r * radius * torch.sin(angle), centre_c + radius_c * radius * torch.cos(angle)],
+                dim=1,
             )
             distance = torch.hypot(candidates[:, 0] - _REGION_CENTRE[0], candidates[:, 1] - _REGION_CENTRE[1])
             points = torch.cat([points, candidates[distance > keep_out]])
         return points[:count]
-
-
 
 
 def _grid(size: int) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,6 @@ from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.names import NONFINITE_POLICIES
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
 
-
 log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
 
@@ -88,7 +87,9 @@ class ImageClassifier(pl.LightningModule):
         self.test_metrics = classification_metrics(info.task, info.num_classes, "test/")
         # per stage: the loop's confusion counts on the device (no checkpoint keys: torchmetrics states are not
         # persistent), and after each loop its counts on the CPU (see on_validation_epoch_end, confusion_entry)
-        self.confusion = nn.ModuleDict({stage: confusion_metric(info.task, info.num_classes) for stage in ("val", "test")})
+        self.confusion = nn.ModuleDict(
+            {stage: confusion_metric(info.task, info.num_classes) for stage in ("val", "test")}
+        )
         self.confusion_matrices: dict[str, Tensor] = {}
         self._train_outputs: list[tuple[Tensor, Tensor]] = []  # this epoch's (probabilities, targets)
         # per stage: the last loop's (probabilities, targets) batches, in data order
@@ -221,7 +222,12 @@ class ImageClassifier(pl.LightningModule):
             loss, logits = self.training_loss(images, labels)
         if self.nonfinite == "skip":  # needs to know now: one device-to-host read per step
             if not torch.isfinite(loss):  # returning None skips backward and the optimizer step
-                log.warning("non-finite loss %s at epoch %d, step %d: batch skipped", loss.item(), self.current_epoch, self.global_step)
+                log.warning(
+                    "non-finite loss %s at epoch %d, step %d: batch skipped",
+                    loss.item(),
+                    self.current_epoch,
+                    self.global_step,
+                )
                 return None
         else:  # stop: recorded on the device, read at the logging interval (on_train_batch_end)
             self._nonfinite_watch.update(loss, step=self.global_step, epoch=self.current_epoch, batch=batch_idx)

@@ -97,7 +97,15 @@ def confusion_pixels(counts: Tensor, names: list[str], task: str, title: str) ->
             axis.set_title(_short(label), fontsize=8)
         middle = matrix.max() / 2
         for (row, column), count in np.ndenumerate(matrix):
-            axis.text(column, row, str(count), ha="center", va="center", fontsize=7, color="white" if count > middle else "black")
+            axis.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if count > middle else "black",
+            )
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.canvas.draw()

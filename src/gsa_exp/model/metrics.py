@@ -20,7 +20,6 @@ from torchmetrics.functional.classification import binary_auroc
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL
 
 
-
 def classification_metrics(task: str, num_classes: int, prefix: str) -> MetricCollection:
     """The four metrics every run logs, fed with probabilities (softmax or sigmoid).
 

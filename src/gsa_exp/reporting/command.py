@@ -34,17 +34,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add MedMNIST v2's published ResNet-18 (28) test ACC/AUC for the data sets that have one",
     )
-    parser.add_argument("--resamples", type=int, default=Options.resamples, metavar="B",
-                        help=f"bootstrap resamples over test images (default: {Options.resamples})")
-    parser.add_argument("--bootstrap-seed", type=int, default=Options.seed, metavar="SEED",
-                        help=f"seed of the bootstrap's random generator (default: {Options.seed})")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=Options.resamples,
+        metavar="B",
+        help=f"bootstrap resamples over test images (default: {Options.resamples})",
+    )
+    parser.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=Options.seed,
+        metavar="SEED",
+        help=f"seed of the bootstrap's random generator (default: {Options.seed})",
+    )
     args = parser.parse_args(argv)
     if args.resamples < 1:
         parser.error(f"--resamples must be >= 1, got {args.resamples}")
     options = Options(resamples=args.resamples, seed=args.bootstrap_seed)
     try:
-        paths = write_summary(args.sweep_dir, metrics=args.metrics, out_dir=args.out, options=options,
-                              references=args.references)
+        paths = write_summary(
+            args.sweep_dir, metrics=args.metrics, out_dir=args.out, options=options, references=args.references
+        )
     except SweepError as exc:
         print(f"summarize.py: error: {exc}", file=sys.stderr)
         return 2
@@ -52,4 +63,3 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths.values():
         print(f"wrote {path}")
     return 0
-

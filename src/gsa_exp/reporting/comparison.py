@@ -11,9 +11,10 @@ is missing or unusable becomes a note: nothing is dropped silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -188,8 +189,10 @@ def _usable_pairs(pairs: list[tuple[Any, Run, Run]], read: Reader, notes: list[s
         if not np.array_equal(a.targets, b.targets):
             reason = f"the targets files of {none_run.name} and {global_run.name} differ (not the same test images)"
         elif a.scores.shape != b.scores.shape:
-            reason = (f"score columns differ ({a.scores.shape[1]} in {none_run.name}, "
-                      f"{b.scores.shape[1]} in {global_run.name})")
+            reason = (
+                f"score columns differ ({a.scores.shape[1]} in {none_run.name}, "
+                f"{b.scores.shape[1]} in {global_run.name})"
+            )
         else:
             try:
                 usable[-1] = (result, a, b, st.infer_task(a.scores, a.targets))
@@ -223,9 +226,16 @@ def _test_images(comparison: Comparison, usable: list[Usable], options: Options)
     for number, group in enumerate(sorted(groups, key=len, reverse=True)):
         results = [item[0] for item in group]
         targets, task = group[0][1].targets, group[0][3]
-        boot = st.paired_bootstrap(metric, targets, [item[1].scores for item in group],
-                                   [item[2].scores for item in group], options.resamples, options.seed,
-                                   options.confidence, task)
+        boot = st.paired_bootstrap(
+            metric,
+            targets,
+            [item[1].scores for item in group],
+            [item[2].scores for item in group],
+            options.resamples,
+            options.seed,
+            options.confidence,
+            task,
+        )
         for result, estimate in zip(results, boot.pairs):
             result.images, result.n_images = estimate, boot.n_images
         pooled_delong = None
@@ -234,8 +244,11 @@ def _test_images(comparison: Comparison, usable: list[Usable], options: Options)
             try:
                 for result, (_, a, b, _) in zip(results, group):
                     result.delong = st.delong_test(positive, st.binary_scores(a.scores), st.binary_scores(b.scores))
-                pooled_delong = st.delong_mean_difference(positive, [st.binary_scores(i[1].scores) for i in group],
-                                                          [st.binary_scores(i[2].scores) for i in group])
+                pooled_delong = st.delong_mean_difference(
+                    positive,
+                    [st.binary_scores(i[1].scores) for i in group],
+                    [st.binary_scores(i[2].scores) for i in group],
+                )
             except ValueError as exc:
                 comparison.notes.append(f"DeLong not done: {exc}")
         if number == 0:
@@ -244,8 +257,10 @@ def _test_images(comparison: Comparison, usable: list[Usable], options: Options)
             comparison.n_images, comparison.resamples, comparison.task = boot.n_images, boot.resamples, task
         else:
             seeds = ", ".join(str(result.seed) for result in results)
-            comparison.notes.append(f"seed(s) {seeds} were tested on other test images than seed(s) "
-                                    f"{', '.join(map(str, comparison.image_seeds))}: per seed only, not pooled")
+            comparison.notes.append(
+                f"seed(s) {seeds} were tested on other test images than seed(s) "
+                f"{', '.join(map(str, comparison.image_seeds))}: per seed only, not pooled"
+            )
     if metric == st.AUROC and comparison.task and comparison.task != st.BINARY:
         comparison.notes.append(
             f"DeLong not done: it compares two ROC curves of a binary task, this one is {comparison.task}"

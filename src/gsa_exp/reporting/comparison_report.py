@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gsa_exp.reporting import statistics as st
 from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options
@@ -68,8 +69,10 @@ def _per_seed(comparison: Comparison) -> str:
     for pair in comparison.pairs:
         if pair.images is None:
             continue
-        text = (f"seed {pair.seed}: {format_delta(pair.images.delta)} "
-                f"{format_interval(pair.images.ci_low, pair.images.ci_high)}, {_p_phrase(pair.images.p)}")
+        text = (
+            f"seed {pair.seed}: {format_delta(pair.images.delta)} "
+            f"{format_interval(pair.images.ci_low, pair.images.ci_high)}, {_p_phrase(pair.images.p)}"
+        )
         if pair.delong is not None:
             text += f", DeLong {_p_phrase(pair.delong.p)}"
         parts.append(text)
@@ -83,18 +86,24 @@ def sentence(comparison: Comparison, options: Options) -> str:
     if seeds.mean is None:
         text = f"{head}: no seed pair, so no difference over seeds."
     elif seeds.p is None:
-        text = (f"{head} {format_delta(seeds.mean)} ({seeds.n} seed pair): no interval or p-value over seeds "
-                "(needs at least 2 pairs), not tested.")
+        text = (
+            f"{head} {format_delta(seeds.mean)} ({seeds.n} seed pair): no interval or p-value over seeds "
+            "(needs at least 2 pairs), not tested."
+        )
     else:
         how = f"paired over {seeds.n} seeds" + (f"; {seeds.note}" if seeds.note else "")
-        text = (f"{head} {format_delta(seeds.mean)} {format_interval(seeds.ci_low, seeds.ci_high)}, "
-                f"{_p_phrase(seeds.p)} ({how}): {verdict(seeds.p, options.alpha)}.")
+        text = (
+            f"{head} {format_delta(seeds.mean)} {format_interval(seeds.ci_low, seeds.ci_high)}, "
+            f"{_p_phrase(seeds.p)} ({how}): {verdict(seeds.p, options.alpha)}."
+        )
     images = comparison.images
     if images is not None:
         pooled = f"mean of {len(comparison.image_seeds)} seed pairs, " if len(comparison.image_seeds) > 1 else ""
-        text += (f" Over {comparison.n_images} test images ({pooled}bootstrap, {comparison.resamples} resamples): "
-                 f"{format_delta(images.delta)} {format_interval(images.ci_low, images.ci_high)}, "
-                 f"{_p_phrase(images.p)}: {verdict(images.p, options.alpha)}")
+        text += (
+            f" Over {comparison.n_images} test images ({pooled}bootstrap, {comparison.resamples} resamples): "
+            f"{format_delta(images.delta)} {format_interval(images.ci_low, images.ci_high)}, "
+            f"{_p_phrase(images.p)}: {verdict(images.p, options.alpha)}"
+        )
         if comparison.delong is not None:
             text += f"; DeLong {_p_phrase(comparison.delong.p)}: {verdict(comparison.delong.p, options.alpha)}"
         text += "."
@@ -137,11 +146,20 @@ def markdown_section(comparisons: Sequence[Comparison], options: Options, reques
     ]
     for c in comparisons:
         q, seeds, images = c.question, c.over_seeds, c.images
-        cells = [q.row_label.replace("|", "\\|"), q.dataset, q.metric, str(seeds.n), format_delta(seeds.mean),
-                 format_interval(seeds.ci_low, seeds.ci_high), format_p(seeds.p),
-                 format_delta(images.delta) if images else "—",
-                 format_interval(images.ci_low, images.ci_high) if images else "—",
-                 format_p(images.p) if images else "—", format_p(c.delong.p) if c.delong else "—", _per_seed(c)]
+        cells = [
+            q.row_label.replace("|", "\\|"),
+            q.dataset,
+            q.metric,
+            str(seeds.n),
+            format_delta(seeds.mean),
+            format_interval(seeds.ci_low, seeds.ci_high),
+            format_p(seeds.p),
+            format_delta(images.delta) if images else "—",
+            format_interval(images.ci_low, images.ci_high) if images else "—",
+            format_p(images.p) if images else "—",
+            format_p(c.delong.p) if c.delong else "—",
+            _per_seed(c),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "In words:", ""] + [f"- {sentence(c, options)}" for c in comparisons]
     notes = [(c, note) for c in comparisons for note in c.notes]
@@ -158,20 +176,32 @@ def _number(value: float | int | None) -> str:
 def _estimate_fields(estimate: st.Estimate | None) -> dict[str, str]:
     if estimate is None:
         return {}
-    return {"image_delta": _number(estimate.delta), "image_ci_low": _number(estimate.ci_low),
-            "image_ci_high": _number(estimate.ci_high), "image_p": _number(estimate.p)}
+    return {
+        "image_delta": _number(estimate.delta),
+        "image_ci_low": _number(estimate.ci_low),
+        "image_ci_high": _number(estimate.ci_high),
+        "image_p": _number(estimate.p),
+    }
 
 
 def csv_fields(comparison: Comparison) -> dict[str, str]:
     """The extra columns of the cell's delta row: over seeds, and the pooled over-images test."""
     seeds = comparison.over_seeds
-    fields = {"n_pairs": str(seeds.n), "paired_delta": _number(seeds.mean), "paired_ci_low": _number(seeds.ci_low),
-              "paired_ci_high": _number(seeds.ci_high), "paired_p": _number(seeds.p),
-              "stat_note": "; ".join(([seeds.note] if seeds.note else []) + comparison.notes)}
+    fields = {
+        "n_pairs": str(seeds.n),
+        "paired_delta": _number(seeds.mean),
+        "paired_ci_low": _number(seeds.ci_low),
+        "paired_ci_high": _number(seeds.ci_high),
+        "paired_p": _number(seeds.p),
+        "stat_note": "; ".join(([seeds.note] if seeds.note else []) + comparison.notes),
+    }
     if comparison.images is not None:
         fields.update(_estimate_fields(comparison.images))
-        fields.update(image_seeds=";".join(str(s) for s in comparison.image_seeds), n_images=str(comparison.n_images),
-                      resamples=str(comparison.resamples))
+        fields.update(
+            image_seeds=";".join(str(s) for s in comparison.image_seeds),
+            n_images=str(comparison.n_images),
+            resamples=str(comparison.resamples),
+        )
     if comparison.delong is not None:
         fields["delong_p"] = _number(comparison.delong.p)
     return fields
@@ -183,9 +213,15 @@ def seed_csv_fields(comparison: Comparison) -> list[dict[str, str]]:
     for pair in comparison.pairs:
         if pair.images is None:
             continue
-        fields = {"seed": str(pair.seed), "mean": _number(pair.logged_delta), "n_pairs": "1",
-                  "image_seeds": str(pair.seed), "n_images": str(pair.n_images),
-                  "resamples": str(comparison.resamples), **_estimate_fields(pair.images)}
+        fields = {
+            "seed": str(pair.seed),
+            "mean": _number(pair.logged_delta),
+            "n_pairs": "1",
+            "image_seeds": str(pair.seed),
+            "n_images": str(pair.n_images),
+            "resamples": str(comparison.resamples),
+            **_estimate_fields(pair.images),
+        }
         if pair.delong is not None:
             fields["delong_p"] = _number(pair.delong.p)
         rows.append(fields)

@@ -9,7 +9,8 @@ metric block gives the published MedMNIST v2 ResNet-18 (28) value under its data
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from gsa_exp.reporting import references as refs
 
@@ -40,15 +41,19 @@ def _lower_is_better(metric: str) -> bool:
     return "loss" in metric
 
 
-def _best(table: "Table", dataset: str, rows: Sequence[Any], attentions: Sequence[str]) -> float | None:
-    means = [round(cell.mean, 3) for row in rows for attention in attentions
-             if (cell := table.cells.get((dataset, row, attention))) is not None and cell.mean is not None]
+def _best(table: Table, dataset: str, rows: Sequence[Any], attentions: Sequence[str]) -> float | None:
+    means = [
+        round(cell.mean, 3)
+        for row in rows
+        for attention in attentions
+        if (cell := table.cells.get((dataset, row, attention))) is not None and cell.mean is not None
+    ]
     if not means:
         return None
     return min(means) if _lower_is_better(table.metric) else max(means)
 
 
-def _cell(table: "Table", dataset: str, row: Any, attention: str, best: float | None) -> str:
+def _cell(table: Table, dataset: str, row: Any, attention: str, best: float | None) -> str:
     cell = table.cells.get((dataset, row, attention))
     if cell is None:
         return ""
@@ -58,7 +63,7 @@ def _cell(table: "Table", dataset: str, row: Any, attention: str, best: float | 
     return f"\\textbf{{{text}}}" if best is not None and round(cell.mean, 3) == best else text
 
 
-def render_latex(summary: "Summary") -> str:
+def render_latex(summary: Summary) -> str:
     """The whole results.tex: comment lines, then a ``table`` float holding the booktabs tabular.
 
     The reference row appears when ``summary.references`` is set and a data set has one.
@@ -103,10 +108,14 @@ def render_latex(summary: "Summary") -> str:
             lines += ["\\addlinespace", " & ".join([f"\\textit{{{escape(refs.SOURCE)}}}$^\\dagger$"] + cells) + " \\\\"]
     names = [escape(METRIC_NAMES.get(table.metric, table.metric)) for table in tables]
     names = names[:1] + [name[:1].lower() + name[1:] for name in names[1:]]  # "Test accuracy and test AUROC"
-    caption = (f"{' and '.join(names)}, mean $\\pm$ sample standard deviation over seeds; the best mean per data "
-               "set and metric in bold.")
+    caption = (
+        f"{' and '.join(names)}, mean $\\pm$ sample standard deviation over seeds; the best mean per data "
+        "set and metric in bold."
+    )
     if with_refs:
-        caption += (f" $^\\dagger${escape(refs.SOURCE)}: published values ({escape(refs.SHORT_CITATION)}), "
-                    "one run each, for scale only.")
+        caption += (
+            f" $^\\dagger${escape(refs.SOURCE)}: published values ({escape(refs.SHORT_CITATION)}), "
+            "one run each, for scale only."
+        )
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\label{tab:results}", "\\end{table}"]
     return "\n".join(lines) + "\n"

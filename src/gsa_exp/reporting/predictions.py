@@ -17,7 +17,6 @@ import numpy as np
 from gsa_exp.run_files import PREDICTIONS_FILE, TARGETS_FILE
 
 
-
 class PerImageError(ValueError):
     """A job's per-image files are missing or do not fit together (the message says which and why)."""
 

@@ -7,12 +7,12 @@ and model selection).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 SOURCE = "MedMNIST v2, ResNet-18 (28)"
 CITATION = (
-    "J. Yang, R. Shi, D. Wei, Z. Liu, L. Zhao, B. Ke, H. Pfister, B. Ni: \"MedMNIST v2 - A large-scale "
-    "lightweight benchmark for 2D and 3D biomedical image classification\", Scientific Data 10, 41 (2023)"
+    'J. Yang, R. Shi, D. Wei, Z. Liu, L. Zhao, B. Ke, H. Pfister, B. Ni: "MedMNIST v2 - A large-scale '
+    'lightweight benchmark for 2D and 3D biomedical image classification", Scientific Data 10, 41 (2023)'
 )
 SHORT_CITATION = "Yang et al. 2023, Scientific Data"
 # dataset.name -> {logged metric: published value} (their Table: ResNet-18 (28), test ACC and AUC).
@@ -41,5 +41,7 @@ def note(datasets: Iterable[str]) -> str:
     if not found:
         known = ", ".join(MEDMNIST_V2_RESNET18_28)
         return f"References asked for, but no data set of this sweep has one (known: {known})."
-    return (f"Reference columns ({SOURCE}): the published test ACC/AUC of one ResNet-18 at 28 px "
-            f"({CITATION}); for scale only, not a paired comparison.")
+    return (
+        f"Reference columns ({SOURCE}): the published test ACC/AUC of one ResNet-18 at 28 px "
+        f"({CITATION}); for scale only, not a paired comparison."
+    )

@@ -25,8 +25,8 @@ mean (in a full test set this does not happen; in a bootstrap resample it can).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -274,7 +274,7 @@ def paired_bootstrap(
         drawn = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]  # images, drawn with replacement
         weights = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(float)  # times drawn
         for j, (sa, sb) in enumerate(scorers):
-            resampled[start:start + size, j] = sb(weights) - sa(weights)
+            resampled[start : start + size, j] = sb(weights) - sa(weights)
     with np.errstate(invalid="ignore"):
         mean_resampled = resampled.mean(axis=1)
     pairs = tuple(_estimate(float(deltas[j]), resampled[:, j], confidence) for j in range(len(scorers)))

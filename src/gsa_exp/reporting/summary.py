@@ -125,9 +125,10 @@ import math
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -388,8 +389,14 @@ def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
             raise ValueError("not a mapping")
     except Exception as exc:
         unknown = dict(dataset=None, backbone=None, variant=None, attention=None, seed=None, metrics=None)
-        return Job(path.name, path, overrides=overrides, state=FAILED,
-                   reason=_shorten(f"{CONFIG_FILE} unreadable: {exc}"), **unknown)
+        return Job(
+            path.name,
+            path,
+            overrides=overrides,
+            state=FAILED,
+            reason=_shorten(f"{CONFIG_FILE} unreadable: {exc}"),
+            **unknown,
+        )
     attention = _select(cfg, "attention")
     fields = dict(
         dataset=str(_select(cfg, "dataset.name") or "unknown"),
@@ -403,8 +410,14 @@ def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
         try:
             return Job(path.name, path, metrics=_read_metrics(path / METRICS_FILE), state=FINISHED, **fields)
         except (OSError, ValueError) as exc:
-            return Job(path.name, path, metrics=None, state=FAILED,
-                       reason=_shorten(f"{METRICS_FILE} unreadable: {exc}"), **fields)
+            return Job(
+                path.name,
+                path,
+                metrics=None,
+                state=FAILED,
+                reason=_shorten(f"{METRICS_FILE} unreadable: {exc}"),
+                **fields,
+            )
     state, reason = _failure_reason(path, sweep_status or {})
     return Job(path.name, path, metrics=None, state=state, reason=reason, **fields)
 
@@ -574,9 +587,14 @@ def _run(job: Job, metric: str) -> Run:
     return Run(job.name, job.path, job.seed, value, problem)
 
 
-def _comparisons(tables: Sequence[Table], jobs: Sequence[Job], datasets: Sequence[str],
-                 rows: Sequence[tuple[str, str, str]], row_labels: dict[tuple[str, str, str], str],
-                 options: Options) -> list[Comparison]:
+def _comparisons(
+    tables: Sequence[Table],
+    jobs: Sequence[Job],
+    datasets: Sequence[str],
+    rows: Sequence[tuple[str, str, str]],
+    row_labels: dict[tuple[str, str, str], str],
+    options: Options,
+) -> list[Comparison]:
     """global vs none for every row x data set x statistics metric whose two cells have jobs."""
     read, found = cached_reader(), []
     chosen = [table for table in tables if table.metric in STAT_METRICS]
@@ -585,9 +603,14 @@ def _comparisons(tables: Sequence[Table], jobs: Sequence[Job], datasets: Sequenc
             for table in chosen:
                 if not all((dataset, row, attention) in table.cells for attention in DELTA_PAIR):
                     continue
-                sides = [tuple(_run(job, table.metric) for job in jobs
-                               if (job.dataset, job.row, job.attention) == (dataset, row, attention))
-                         for attention in ("none", "global")]
+                sides = [
+                    tuple(
+                        _run(job, table.metric)
+                        for job in jobs
+                        if (job.dataset, job.row, job.attention) == (dataset, row, attention)
+                    )
+                    for attention in ("none", "global")
+                ]
                 found.append(compare(Question(dataset, row, row_labels[row], table.metric, *sides), options, read))
     return found
 
@@ -646,8 +669,9 @@ def summarize(
     options = options or Options()
     requested = [table for table in tables if table.metric in metrics]
     comparisons = _comparisons(requested, placed, datasets, rows, row_labels, options)
-    return Summary(sweep, metrics, tables, datasets, rows, row_labels, problems, notes,
-                   comparisons, options, references)
+    return Summary(
+        sweep, metrics, tables, datasets, rows, row_labels, problems, notes, comparisons, options, references
+    )
 
 
 # ----------------------------------------------------------------------------- output files
@@ -741,23 +765,47 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
         for dataset in summary.datasets:
             for row in summary.rows:
                 backbone, variant, setting = row
-                base = {"dataset": dataset, "backbone": backbone, "metric": table.metric,
-                        "variant": variant, "setting": setting}
+                base = {
+                    "dataset": dataset,
+                    "backbone": backbone,
+                    "metric": table.metric,
+                    "variant": variant,
+                    "setting": setting,
+                }
                 for column in [c for c in table.columns if c[0] == dataset]:
                     cell = table.cells.get((dataset, row, column[1]))
                     if cell is not None:
-                        rows.append({**base, "attention": column[1], "mean": _number(cell.mean),
-                                     "std": _number(cell.std), "n": str(cell.n), "n_failed": str(cell.n_failed),
-                                     "n_unfinished": str(cell.n_unfinished), "n_jobs": str(cell.n_jobs)})
+                        rows.append(
+                            {
+                                **base,
+                                "attention": column[1],
+                                "mean": _number(cell.mean),
+                                "std": _number(cell.std),
+                                "n": str(cell.n),
+                                "n_failed": str(cell.n_failed),
+                                "n_unfinished": str(cell.n_unfinished),
+                                "n_jobs": str(cell.n_jobs),
+                            }
+                        )
                 if table.has_delta(dataset) and all((dataset, row, a) in table.cells for a in DELTA_PAIR):
-                    delta = {**base, "attention": DELTA_ATTENTION, "mean": _number(table.delta(dataset, row)),
-                             "std": "", "n": "", "n_failed": "", "n_unfinished": "", "n_jobs": ""}
+                    delta = {
+                        **base,
+                        "attention": DELTA_ATTENTION,
+                        "mean": _number(table.delta(dataset, row)),
+                        "std": "",
+                        "n": "",
+                        "n_failed": "",
+                        "n_unfinished": "",
+                        "n_jobs": "",
+                    }
                     rows.append(delta)
                     found = stats.get((dataset, row, table.metric))
                     if found is not None:
                         delta.update(comparison_report.csv_fields(found))
-                        rows += [{**delta, **{key: "" for key in comparison_report.CSV_COLUMNS}, **fields}
-                                 for fields in comparison_report.seed_csv_fields(found)]
+                        rows += [
+                            {**delta, **{key: "" for key in comparison_report.CSV_COLUMNS}, **fields}
+                            for fields in comparison_report.seed_csv_fields(found)
+                        ]
     return [{**dict.fromkeys(CSV_COLUMNS, ""), **row} for row in rows]
 
 
@@ -798,8 +846,14 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
                 offsets = [r + (k - (len(shown) - 1) / 2) * bar for r in range(len(summary.rows))]
                 bars = axis.bar(offsets, means, bar, yerr=errors, capsize=2, color=colours[attention], label=attention)
                 if annotate:
-                    axis.bar_label(bars, labels=["" if math.isnan(m) else f"{m:.3f}" for m in means],
-                                   label_type="center", fontsize=7, rotation=90, color="white")
+                    axis.bar_label(
+                        bars,
+                        labels=["" if math.isnan(m) else f"{m:.3f}" for m in means],
+                        label_type="center",
+                        fontsize=7,
+                        rotation=90,
+                        color="white",
+                    )
                 tops += [m + e for m, e in zip(means, errors) if not math.isnan(m)]
             if tops:
                 axis.set_ylim(0.0, max(max(tops) * 1.25, 1e-6))  # room for the legend above the bars
@@ -836,4 +890,3 @@ def write_summary(
     plot_summary(summary, paths["plot"])
     paths["latex"].write_text(latex.render_latex(summary))
     return paths
-

@@ -92,7 +92,9 @@ class AttentionMapMonitor(pl.Callback):
             return shared
         return self._mean.value(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
 
-    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, attention_map: Tensor | None, stage: str) -> None:
+    def _score(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, attention_map: Tensor | None, stage: str
+    ) -> None:
         mask = getattr(trainer.datamodule, "region_mask", None)
         if attention_map is not None and mask is not None:
             pl_module.log(f"{stage}/map_auroc", map_auroc(attention_map, mask), on_epoch=True)
@@ -104,7 +106,9 @@ class AttentionMapMonitor(pl.Callback):
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._mean = MapMean()
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
         self._collect(pl_module)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

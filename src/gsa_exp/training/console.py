@@ -17,7 +17,9 @@ def config_tree(cfg: DictConfig) -> Tree:
     for key in keys:
         node = cfg[key]
         text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
-        tree.add(str(key), style="bold").add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+        tree.add(str(key), style="bold").add(
+            Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default")
+        )
     return tree
 
 

@@ -155,10 +155,14 @@ def comparison_figure(comparison: Comparison) -> Any:
         for column, (_, cams) in enumerate(comparison.cams, start=1):
             cam = cams[row]
             scaled = cam / cam.max() if cam.max() > 0 else cam
-            axes[row, column].imshow(scaled.numpy(), cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear")
+            axes[row, column].imshow(
+                scaled.numpy(), cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear"
+            )
             if cam.max() <= 0:  # no channel speaks for the class here: say so rather than show a blank panel
                 axes[row, column].set_xlabel("0 everywhere", fontsize=7)
-        shown_map = axes[row, -1].imshow(comparison.maps[row].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        shown_map = axes[row, -1].imshow(
+            comparison.maps[row].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest"
+        )
         axes[row, 0].set_ylabel(class_of.get(row, ""), fontsize=7)
     for column, title in enumerate(titles):
         axes[0, column].set_title(title, fontsize=8)

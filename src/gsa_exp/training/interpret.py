@@ -30,7 +30,6 @@ from gsa_exp.run_files import OVERLAYS_PNG, SAMPLES_NPZ
 from gsa_exp.training.outputs import save_attention_map
 
 
-
 class MapMean:
     """Running mean of per-image maps (N x H x W batches) over an evaluation loop."""
 
@@ -149,7 +148,9 @@ def take_sample(model: Any, datamodule: Any, attention_map: Tensor, per_class: i
             maps = model.attention_maps
     if maps is None:
         maps = attention_map.expand(len(order), -1, -1)
-    return Sample(images=images.cpu(), labels=split.labels[torch.tensor(order)], rows=positions, maps=maps.float().cpu())
+    return Sample(
+        images=images.cpu(), labels=split.labels[torch.tensor(order)], rows=positions, maps=maps.float().cpu()
+    )
 
 
 # -- figures ------------------------------------------------------------------------------

@@ -16,7 +16,11 @@ class GPUOutOfMemoryError(RuntimeError):
 def out_of_memory_message(cfg: DictConfig, error: BaseException) -> str:
     dataset = cfg.dataset
     detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-    on_device = " and performance.data_on_device=false (the splits then stay in host memory)" if cfg.performance.data_on_device else ""
+    on_device = (
+        " and performance.data_on_device=false (the splits then stay in host memory)"
+        if cfg.performance.data_on_device
+        else ""
+    )
     return (
         f"GPU out of memory with dataset.batch_size={dataset.batch_size} (evaluation: dataset.eval_batch_size="
         f"{dataset.eval_batch_size}) at dataset.image_size={dataset.image_size}, backbone={cfg.backbone.name}, "

@@ -57,7 +57,9 @@ def _write_rows(path: Path, rows: list[list[Any]], number: str) -> None:
     partial.replace(path)
 
 
-def write_split_predictions(trainer: pl.Trainer, model: ImageClassifier, run_dir: Path, splits: tuple[str, ...]) -> None:
+def write_split_predictions(
+    trainer: pl.Trainer, model: ImageClassifier, run_dir: Path, splits: tuple[str, ...]
+) -> None:
     """The per-image predictions of the splits just evaluated (single-process runs: ranks see shards)."""
     if trainer.world_size > 1:
         log.info("Per-image predictions are written by single-process runs only (this run has %d)", trainer.world_size)

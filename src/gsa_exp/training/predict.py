@@ -17,10 +17,11 @@ from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, 
 from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
 from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
 from gsa_exp.training.evaluate import resolve_checkpoint, trained_run_config
 from gsa_exp.training.outputs import write_json
-from gsa_exp.training.provenance import PROVENANCE_FILE, provenance
+from gsa_exp.training.provenance import provenance
 
 log = logging.getLogger(__name__)
 PREDICTIONS_CSV = "predictions.csv"
@@ -35,7 +36,9 @@ def input_files(given: str) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DataNotFoundError(f"input: no file or folder at {where.describe()}")
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES)
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES
+    )
     if not files:
         raise DataNotFoundError(f"input: {where.describe()} holds no image files (looked for {', '.join(SUFFIXES)})")
     return files
@@ -63,7 +66,9 @@ def predict(cfg: DictConfig) -> Path:
     write_json(output_dir / PROVENANCE_FILE, provenance())
     checkpoint = resolve_checkpoint(cfg.ckpt_path)
     trained_run_config(checkpoint)  # a clear error for checkpoints train.py did not write
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu"))
+    device = torch.device(
+        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
+    )
     model = ImageClassifier.load_from_checkpoint(checkpoint, map_location=device).eval()
     info = model.data_info
     files = input_files(str(cfg.input))

@@ -12,8 +12,6 @@ from typing import Any
 
 import torch
 
-from gsa_exp.run_files import PROVENANCE_FILE
-
 PACKAGES = ("gsa-exp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "numpy")
 
 

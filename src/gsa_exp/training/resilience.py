@@ -56,12 +56,20 @@ class SaveOnInterrupt(pl.Callback):
         command = self.resume_command(checkpoint)
         (self.run_dir / STATUS_FILE).write_text(
             json.dumps(
-                {"status": "interrupted", "signal": signal_name, "at": where, "checkpoint": str(checkpoint), "resume": command},
+                {
+                    "status": "interrupted",
+                    "signal": signal_name,
+                    "at": where,
+                    "checkpoint": str(checkpoint),
+                    "resume": command,
+                },
                 indent=2,
             )
             + "\n"
         )
-        log.error("Interrupted by %s at %s; saved %s. Resume exactly with:\n  %s", signal_name, where, checkpoint, command)
+        log.error(
+            "Interrupted by %s at %s; saved %s. Resume exactly with:\n  %s", signal_name, where, checkpoint, command
+        )
 
 
 class RandomStateInCheckpoint(pl.Callback):
@@ -70,7 +78,9 @@ class RandomStateInCheckpoint(pl.Callback):
 
     KEY = "gsa_exp_random_state"
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[self.KEY] = {
             "python": random.getstate(),
             "numpy": _numpy_state_as_plain_values(),
@@ -78,7 +88,9 @@ class RandomStateInCheckpoint(pl.Callback):
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         state = checkpoint.get(self.KEY)
         if state is None:
             return
@@ -93,4 +105,8 @@ class RandomStateInCheckpoint(pl.Callback):
 def _numpy_state_as_plain_values() -> dict[str, Any]:
     """NumPy's random state in types that checkpoints load safely (``weights_only=True``)."""
     kind, keys, *rest = np.random.get_state()
-    return {"kind": kind, "keys": torch.from_numpy(keys.copy()), "rest": [float(v) if isinstance(v, float) else int(v) for v in rest]}
+    return {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.copy()),
+        "rest": [float(v) if isinstance(v, float) else int(v) for v in rest],
+    }

@@ -71,7 +71,9 @@ class _Job:
 
 def is_sweep_directory(path: Path) -> bool:
     """A directory with job directories (``<job>/.hydra/config.yaml``) under it."""
-    return path.is_dir() and any(child.is_dir() and (child / ".hydra" / "config.yaml").is_file() for child in path.iterdir())
+    return path.is_dir() and any(
+        child.is_dir() and (child / ".hydra" / "config.yaml").is_file() for child in path.iterdir()
+    )
 
 
 def _job_directories(sweep_dir: Path) -> list[Path]:
@@ -177,7 +179,9 @@ def _panel_title(cell: Cell | None) -> str:
     if not cell.maps:
         return "map missing: " + ", ".join(_short(name) for name in cell.missing)
     found, same_shape = len(cell.maps), len({values.shape for values in cell.maps}) == 1
-    text = "1 map" if found == 1 else f"mean of {found} maps" if same_shape else f"first of {found} maps (shapes differ)"
+    text = (
+        "1 map" if found == 1 else f"mean of {found} maps" if same_shape else f"first of {found} maps (shapes differ)"
+    )
     if cell.missing:
         text += f"; {len(cell.missing)} of {len(cell.jobs)} missing"
     return text

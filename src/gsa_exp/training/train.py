@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import validate_train_config
+from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.builders import (
     build_callbacks,
     build_datamodule,
@@ -32,7 +33,7 @@ from gsa_exp.training.outputs import (
     write_json,
     write_split_predictions,
 )
-from gsa_exp.training.provenance import PROVENANCE_FILE, provenance
+from gsa_exp.training.provenance import provenance
 
 log = logging.getLogger(__name__)
 
