@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(Settings().backbones))
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS), help=f"default: {' '.join(DEFAULT_PARTS)}"
     )

@@ -4,21 +4,45 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CONF
+from omegaconf import OmegaConf
 
-from gsa_exp.backbones import BackboneError, build_densenet, build_googlenet, build_resnet, build_vgg, split_outputs
+from gsa_exp.backbones import BackboneError, backbone_family, create_backbone, list_backbones, split_outputs
+from gsa_exp.backbones.adapter import has_submodule, paths
 
-FAMILIES = {
-    "resnet": (build_resnet, dict(variant="resnet18")),
-    "vgg": (build_vgg, dict(variant="vgg11_bn", head="auto", dropout=0.5)),
-    "densenet": (build_densenet, dict(variant="densenet121")),
-    "googlenet": (build_googlenet, dict(variant="googlenet", aux_logits=True, dropout=0.2)),
-}
+FAMILIES = list_backbones()  # every registered family is tested, with the options of its YAML
+
+
+def yaml_options(family: str) -> dict:
+    options = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / f"{family}.yaml"))
+    del options["_target_"]
+    return options
 
 
 def build(family: str, channels: int = 1, size: int = 32, classes: int = 3, **changes):
-    builder, options = FAMILIES[family]
-    options = {**options, "pretrained": False, "stem": "auto", **changes}
-    return builder(in_channels=channels, num_classes=classes, image_size=size, **options)
+    options = {**yaml_options(family), "pretrained": False, "stem": "auto", **changes}
+    return create_backbone(in_channels=channels, num_classes=classes, image_size=size, **options)
+
+
+def auxiliary_heads(family: str, model: torch.nn.Module) -> int:
+    return sum(has_submodule(model, path) for path in paths(backbone_family(family).heads, model)) - 1
+
+
+def test_every_registered_backbone_has_a_yaml_and_every_yaml_a_registered_backbone():
+    assert sorted(path.stem for path in (CONF / "backbone").glob("*.yaml")) == sorted(FAMILIES)
+    assert all(yaml_options(family)["name"] == family for family in FAMILIES)
+    assert FAMILIES[:4] == ("googlenet", "vgg", "resnet", "densenet")  # the paper's order leads the tables
+
+
+def test_an_unknown_or_twice_registered_backbone_is_refused():
+    from gsa_exp.backbones import register_backbone
+
+    with pytest.raises(
+        BackboneError, match=r"backbone.name='alexnet' is not a registered backbone; registered: \['googlenet'"
+    ):
+        build("resnet", name="alexnet")
+    with pytest.raises(BackboneError, match="backbone 'resnet' is registered twice"):
+        register_backbone(backbone_family("resnet"))
 
 
 @pytest.mark.parametrize("size", [28, 64])
@@ -30,7 +54,7 @@ def test_forward_backward_and_output_shape(family, channels, size):
     images = torch.randn(2, channels, size, size)
     logits, auxiliary = split_outputs(model(images))
     assert logits.shape == (2, 5)
-    assert len(auxiliary) == (2 if family == "googlenet" else 0)
+    assert len(auxiliary) == auxiliary_heads(family, model)
     assert all(aux.shape == (2, 5) for aux in auxiliary)
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 4]))
     loss = loss + sum(torch.nn.functional.cross_entropy(a, torch.tensor([0, 4])) for a in auxiliary)
@@ -43,9 +67,47 @@ def test_forward_backward_and_output_shape(family, channels, size):
         assert model(images).shape == (2, 5)  # plain logits in eval, GoogLeNet included
 
 
+def stage_outputs(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, torch.Size]]:
+    """(declared stage, output shape) in the order the forward pass reaches them."""
+    reached = []
+    handles = [
+        model.get_submodule(stage.module).register_forward_hook(
+            lambda module, args, output, name=stage.module: reached.append((name, output.shape))
+        )
+        for stage in model.feature_info
+    ]
+    with torch.no_grad():
+        model.eval()(images)
+    for handle in handles:
+        handle.remove()
+    return reached
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_declared_stages_are_reached_in_order_with_their_declared_widths(family, channels):
+    model = build(family, channels=channels, size=32)
+    reached = stage_outputs(model, torch.randn(1, channels, 32, 32))
+    assert [name for name, _ in reached] == [stage.module for stage in model.feature_info]
+    assert [shape[1] for _, shape in reached] == [stage.channels for stage in model.feature_info]
+    assert len(model.feature_info) >= 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_small_stem_keeps_more_resolution_than_the_imagenet_stem(family):
+    images = torch.randn(1, 3, 64, 64)
+    small = build(family, channels=3, size=64, stem="small")
+    imagenet = build(family, channels=3, size=64, stem="imagenet")
+    first_small, first_imagenet = stage_outputs(small, images)[0][1], stage_outputs(imagenet, images)[0][1]
+    assert first_small[-1] > first_imagenet[-1]
+    conv = small.get_submodule(backbone_family(family).first_conv)
+    assert conv.in_channels == 3 and conv.stride == (1, 1) and conv.kernel_size == (3, 3)
+
+
 def test_googlenet_without_auxiliary_heads_returns_plain_logits():
     model = build("googlenet", aux_logits=False).train()
     assert isinstance(model(torch.randn(2, 1, 32, 32)), torch.Tensor)
+    assert auxiliary_heads("googlenet", build("googlenet")) == 2
     assert model.aux1 is None and model.aux2 is None
 
 

@@ -12,6 +12,7 @@ from conftest import QUIET, TINY_DATA, compose_config, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from gsa_exp.backbones import list_backbones
 from gsa_exp.training.evaluate import evaluate
 from gsa_exp.training.sweep_maps import collect_maps
 from gsa_exp.training.train import train
@@ -37,7 +38,7 @@ def assert_metrics_in_range(metrics: dict[str, float], stages=("val", "test")) -
 
 
 @pytest.mark.parametrize("attention", ["none", "global"])
-@pytest.mark.parametrize("backbone", ["googlenet", "vgg", "resnet", "densenet"])
+@pytest.mark.parametrize("backbone", list_backbones())
 def test_fast_dev_run_trains_every_backbone_with_every_attention(tiny_config, backbone, attention, tmp_path):
     cfg = tiny_config(f"backbone={backbone}", f"attention={attention}", "debug=fast_dev_run")
     metrics = train(cfg)

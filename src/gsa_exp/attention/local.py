@@ -8,9 +8,10 @@ sigmoid; every image gets its own map. Two placements:
   the very place where the global map acts (x' = x * A(x)), so the comparison with GSA
   is like for like.
 * ``placement=stages``: CBAM as it is usually used: a CBAM block (channel attention, then
-  spatial attention) on the output of every stage of the backbone: ResNet ``layer1..4``,
-  VGG's feature blocks (at each max-pool, or where the small stem removed one), DenseNet's
-  ``denseblock1..4`` and GoogLeNet's inception stages (``inception3b``, ``4e``, ``5b``).
+  spatial attention) on the output of every stage the backbone declares (its ``feature_info``,
+  see ``gsa_exp/backbones/registry.py``): e.g. ResNet ``layer1..4``, VGG's feature blocks
+  (at each max-pool, or where the small stem removed one), DenseNet's ``denseblock1..4``,
+  GoogLeNet's inception stages (``inception3b``, ``4e``, ``5b``).
   The blocks are this module's own parameters (they learn with ``lr_multiplier`` and are
   saved under ``attention.``); they act through forward hooks on the stage modules, which
   ``attach`` registers when the model is built. The backbone's own structure and state
@@ -30,13 +31,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
 
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 
 PLACEMENTS = ("input", "stages")
-GOOGLENET_STAGES = ("inception3b", "inception4e", "inception5b")
 
 
 class SpatialGate(nn.Module):
@@ -66,46 +65,6 @@ class ChannelGate(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.mlp(features.mean(dim=(2, 3), keepdim=True)) + self.mlp(features.amax(dim=(2, 3), keepdim=True))
-
-
-def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
-    """The modules whose outputs get a CBAM block, for the four torchvision families."""
-    if isinstance(backbone, torchvision.models.ResNet):
-        return [backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
-    if isinstance(backbone, torchvision.models.VGG):  # every max-pool (nn.Identity where the small stem dropped one)
-        return [layer for layer in backbone.features if isinstance(layer, (nn.MaxPool2d, nn.Identity))]
-    if isinstance(backbone, torchvision.models.DenseNet):
-        return [getattr(backbone.features, f"denseblock{i}") for i in range(1, 5)]
-    if isinstance(backbone, torchvision.models.GoogLeNet):
-        return [getattr(backbone, name) for name in GOOGLENET_STAGES]
-    raise ValueError(
-        f"attention.placement=stages knows the resnet, vgg, densenet and googlenet backbones, not "
-        f"{type(backbone).__name__}; use attention.placement=input"
-    )
-
-
-def stage_channels(backbone: nn.Module, stages: list[nn.Module], in_channels: int, image_size: int) -> list[int]:
-    """Output channels of each stage, read off one forward pass of a single blank image."""
-    channels: dict[int, int] = {}
-
-    def recorder(index: int) -> Any:
-        def record(module: nn.Module, args: Any, output: Tensor) -> None:  # returns None: output unchanged
-            channels[index] = output.shape[1]
-
-        return record
-
-    handles = [stage.register_forward_hook(recorder(index)) for index, stage in enumerate(stages)]
-    device = next(backbone.parameters()).device
-    training = backbone.training
-    try:
-        backbone.eval()
-        with torch.no_grad():
-            backbone(torch.zeros(1, in_channels, image_size, image_size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        backbone.train(training)
-    return [channels[index] for index in range(len(stages))]
 
 
 class _StageHook:
@@ -162,11 +121,16 @@ class LocalSpatialAttention(LearnedMapAttention):
             return
         if len(self.spatial_gates):
             raise RuntimeError("local attention is already attached to a backbone")
-        stages = backbone_stages(backbone)
-        for index, channels in enumerate(stage_channels(backbone, stages, self.in_channels, self.image_size)):
-            self.channel_gates.append(ChannelGate(channels, self.reduction, self.init_bias))
+        stages = getattr(backbone, "feature_info", None)  # declared by every registered backbone
+        if stages is None:
+            raise ValueError(
+                f"attention.placement=stages needs a backbone that declares its stages (feature_info), "
+                f"not {type(backbone).__name__}; use attention.placement=input"
+            )
+        for index, stage in enumerate(stages):
+            self.channel_gates.append(ChannelGate(stage.channels, self.reduction, self.init_bias))
             self.spatial_gates.append(SpatialGate(self.kernel_size, self.init_bias))
-            stages[index].register_forward_hook(_StageHook(self, index))
+            backbone.get_submodule(stage.module).register_forward_hook(_StageHook(self, index))
 
     def stage_block(self, index: int, features: Tensor) -> Tensor:
         """CBAM block ``index``: channel attention, then spatial attention."""

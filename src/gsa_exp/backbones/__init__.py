@@ -1,9 +1,32 @@
-"""torchvision classification backbones, adapted to small medical images."""
+"""torchvision classification backbones, adapted to small medical images.
+
+Every module of this package that registers a family is imported here, so a new family
+is one module (plus its YAML in ``conf/backbone/``) and no list to edit.
+"""
+
+import importlib
+import pkgutil
 
 from gsa_exp.backbones.common import BackboneError, split_outputs
-from gsa_exp.backbones.densenet import build_densenet
-from gsa_exp.backbones.googlenet import build_googlenet
-from gsa_exp.backbones.resnet import build_resnet
-from gsa_exp.backbones.vgg import build_vgg
+from gsa_exp.backbones.registry import (
+    BackboneFamily,
+    Stage,
+    backbone_family,
+    create_backbone,
+    list_backbones,
+    register_backbone,
+)
 
-__all__ = ["BackboneError", "build_densenet", "build_googlenet", "build_resnet", "build_vgg", "split_outputs"]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "BackboneError",
+    "BackboneFamily",
+    "Stage",
+    "backbone_family",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+    "split_outputs",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -119,18 +120,12 @@ def smallest_input(build: Builder, kwargs: dict, in_channels: int, upper: int) -
     return low
 
 
-def checked_builder(family: str, variants: tuple[str, ...], build: Builder) -> Builder:
-    """The public builder of a family: validates the variant and the image size, then builds."""
-
-    def build_backbone(**kwargs) -> nn.Module:
-        check_variant(family, kwargs["variant"], variants)
-        return build_checked(build, **kwargs)
-
-    build_backbone.__name__ = f"build_{family}"
-    build_backbone.__doc__ = (
-        f"torchvision {family} ({', '.join(variants)}) adapted to the data; see {build.__module__}."
-    )
-    return build_backbone
+def torchvision_network(variant: str, pretrained: bool, **options: Any) -> nn.Module:
+    """torchvision's ``variant`` with ImageNet's 1000 classes, its ImageNet weights loaded if asked."""
+    model = torchvision.models.get_model(variant, weights=None, **options)
+    if pretrained:
+        model.load_state_dict(load_pretrained_state(variant))
+    return model
 
 
 def build_checked(build: Builder, **kwargs) -> nn.Module:

@@ -1,32 +1,34 @@
-"""torchvision DenseNet for any channel count, class count and input from 28 px."""
+"""torchvision DenseNet: stages ``denseblock1..4``; the small stem drops ``pool0``."""
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
-from gsa_exp.backbones.common import (
-    checked_builder,
-    load_pretrained_state,
-    new_first_conv,
-    resolve_stem,
+from gsa_exp.backbones.common import torchvision_network
+from gsa_exp.backbones.registry import BackboneFamily, Stage, register_backbone
+
+
+def _stages(model: nn.Module) -> tuple[Stage, ...]:
+    # A dense block's output width is what the next norm layer normalises (transition i, or norm5).
+    norms = [f"features.transition{i}.norm" for i in range(1, 4)] + ["features.norm5"]
+    return tuple(
+        Stage(f"features.denseblock{i}", model.get_submodule(norm).num_features) for i, norm in enumerate(norms, 1)
+    )
+
+
+def _network(*, variant: str, pretrained: bool, image_size: int) -> nn.Module:
+    return torchvision_network(variant, pretrained)
+
+
+register_backbone(
+    BackboneFamily(
+        name="densenet",
+        variants=("densenet121", "densenet161", "densenet169", "densenet201"),
+        network=_network,
+        first_conv="features.conv0",
+        heads=("classifier",),
+        stages=_stages,
+        stem_pools=("features.pool0",),
+        order=40,
+    )
 )
-
-VARIANTS = ("densenet121", "densenet161", "densenet169", "densenet201")
-
-
-def _build(
-    *, variant: str, pretrained: bool, stem: str, in_channels: int, num_classes: int, image_size: int
-) -> nn.Module:
-    model = torchvision.models.get_model(variant, weights=None)
-    if pretrained:
-        model.load_state_dict(load_pretrained_state(variant))
-    small = resolve_stem(stem, image_size) == "small"
-    model.features.conv0 = new_first_conv(model.features.conv0, in_channels, small_stem=small)
-    if small:
-        model.features.pool0 = nn.Identity()
-    model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    return model
-
-
-build_densenet = checked_builder("densenet", VARIANTS, _build)

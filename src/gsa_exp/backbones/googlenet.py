@@ -1,4 +1,4 @@
-"""torchvision GoogLeNet (Inception v1) for any channel count, class count and input from 28 px.
+"""torchvision GoogLeNet (Inception v1): stages ``inception3b``, ``4e``, ``5b``; two auxiliary heads.
 
 In train mode with ``aux_logits`` the network returns its two auxiliary heads too
 (a named tuple); the model weights their loss (``loss.aux_weight``). In eval mode it
@@ -9,43 +9,43 @@ from __future__ import annotations
 
 import torchvision
 from torch import nn
-from torchvision.models.googlenet import BasicConv2d
 
-from gsa_exp.backbones.common import checked_builder, load_pretrained_state, new_first_conv, resolve_stem
+from gsa_exp.backbones.common import load_pretrained_state
+from gsa_exp.backbones.registry import BackboneFamily, Stage, register_backbone
 
-VARIANTS = ("googlenet",)
+STAGES = ("inception3b", "inception4e", "inception5b")
 
 
-def _build(
-    *,
-    variant: str,
-    pretrained: bool,
-    stem: str,
-    aux_logits: bool,
-    dropout: float,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-) -> nn.Module:
+def _stages(model: nn.Module) -> tuple[Stage, ...]:
+    # An inception module concatenates its four branches: its width is the sum of their last convolutions.
+    def width(inception: nn.Module) -> int:
+        branches = (inception.branch1, inception.branch2, inception.branch3, inception.branch4)
+        return sum([m for m in branch.modules() if isinstance(m, nn.Conv2d)][-1].out_channels for branch in branches)
+
+    return tuple(Stage(name, width(model.get_submodule(name))) for name in STAGES)
+
+
+def _network(*, variant: str, pretrained: bool, image_size: int, aux_logits: bool, dropout: float) -> nn.Module:
     # transform_input assumes ImageNet-normalised RGB; our inputs are normalised by the data module.
     model = torchvision.models.GoogLeNet(
         aux_logits=True, transform_input=False, init_weights=not pretrained, dropout=dropout
     )
     if pretrained:
         model.load_state_dict(load_pretrained_state(variant))
-    small = resolve_stem(stem, image_size) == "small"
-    if small:
-        model.conv1 = BasicConv2d(in_channels, 64, kernel_size=3, stride=1, padding=1)
-        model.maxpool1 = nn.Identity()
-    else:
-        model.conv1.conv = new_first_conv(model.conv1.conv, in_channels, small_stem=False)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    if aux_logits:
-        model.aux1.fc2 = nn.Linear(model.aux1.fc2.in_features, num_classes)
-        model.aux2.fc2 = nn.Linear(model.aux2.fc2.in_features, num_classes)
-    else:
+    if not aux_logits:
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     return model
 
 
-build_googlenet = checked_builder("googlenet", VARIANTS, _build)
+register_backbone(
+    BackboneFamily(
+        name="googlenet",
+        variants=("googlenet",),
+        network=_network,
+        first_conv="conv1.conv",
+        heads=("fc", "aux1.fc2", "aux2.fc2"),
+        stages=_stages,
+        stem_pools=("maxpool1",),
+        order=10,
+    )
+)

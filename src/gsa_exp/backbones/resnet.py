@@ -1,32 +1,34 @@
-"""torchvision ResNet for any channel count, class count and input from 28 px."""
+"""torchvision ResNet: stages ``layer1..4``; the small stem drops the max-pool."""
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
-from gsa_exp.backbones.common import (
-    checked_builder,
-    load_pretrained_state,
-    new_first_conv,
-    resolve_stem,
+from gsa_exp.backbones.common import torchvision_network
+from gsa_exp.backbones.registry import BackboneFamily, Stage, register_backbone
+
+
+def _stages(model: nn.Module) -> tuple[Stage, ...]:
+    # A stage's width is its last block's last batch norm (BasicBlock: bn2, Bottleneck: bn3).
+    def width(stage: nn.Module) -> int:
+        return [module for module in stage[-1].modules() if isinstance(module, nn.BatchNorm2d)][-1].num_features
+
+    return tuple(Stage(f"layer{i}", width(model.get_submodule(f"layer{i}"))) for i in range(1, 5))
+
+
+def _network(*, variant: str, pretrained: bool, image_size: int) -> nn.Module:
+    return torchvision_network(variant, pretrained)
+
+
+register_backbone(
+    BackboneFamily(
+        name="resnet",
+        variants=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+        network=_network,
+        first_conv="conv1",
+        heads=("fc",),
+        stages=_stages,
+        stem_pools=("maxpool",),
+        order=30,
+    )
 )
-
-VARIANTS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-
-
-def _build(
-    *, variant: str, pretrained: bool, stem: str, in_channels: int, num_classes: int, image_size: int
-) -> nn.Module:
-    model = torchvision.models.get_model(variant, weights=None)
-    if pretrained:
-        model.load_state_dict(load_pretrained_state(variant))
-    small = resolve_stem(stem, image_size) == "small"
-    model.conv1 = new_first_conv(model.conv1, in_channels, small_stem=small)
-    if small:
-        model.maxpool = nn.Identity()
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
-build_resnet = checked_builder("resnet", VARIANTS, _build)

@@ -1,4 +1,4 @@
-"""torchvision VGG for any channel count, class count and input from 28 px."""
+"""torchvision VGG: a stage ends at each max-pool; the small stem drops the first; compact or classic head."""
 
 from __future__ import annotations
 
@@ -6,16 +6,9 @@ import torch
 import torchvision
 from torch import nn
 
-from gsa_exp.backbones.common import (
-    SMALL_INPUT_LIMIT,
-    BackboneError,
-    checked_builder,
-    load_pretrained_state,
-    new_first_conv,
-    resolve_stem,
-)
+from gsa_exp.backbones.common import SMALL_INPUT_LIMIT, BackboneError, torchvision_network
+from gsa_exp.backbones.registry import BackboneFamily, Stage, register_backbone
 
-VARIANTS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
 HEADS = ("auto", "compact", "classic")
 
 
@@ -29,34 +22,40 @@ def resolve_head(head: str, image_size: int) -> str:
     return head
 
 
-def _build(
-    *,
-    variant: str,
-    pretrained: bool,
-    stem: str,
-    head: str,
-    dropout: float,
-    in_channels: int,
-    num_classes: int,
-    image_size: int,
-) -> nn.Module:
+def _network(*, variant: str, pretrained: bool, image_size: int, head: str, dropout: float) -> nn.Module:
     compact = resolve_head(head, image_size) == "compact"
     if pretrained:
-        model = torchvision.models.get_model(variant, weights=None, dropout=dropout)
-        model.load_state_dict(load_pretrained_state(variant))
+        model = torchvision_network(variant, pretrained, dropout=dropout)
     else:
         model = _fresh_vgg(variant, dropout, materialize_classic_head=not compact)
-    small = resolve_stem(stem, image_size) == "small"
-    model.features[0] = new_first_conv(model.features[0], in_channels, small_stem=False)
-    if small:  # the small-input stem keeps full resolution through the first block
-        first_pool = next(i for i, layer in enumerate(model.features) if isinstance(layer, nn.MaxPool2d))
-        model.features[first_pool] = nn.Identity()
     if compact:
         model.avgpool = nn.AdaptiveAvgPool2d(1)
-        model.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
-    else:
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        # The linear is a shape for the adapter, which replaces it with the data's classes; on the meta
+        # device it costs neither memory nor random draws (the initialisation stays as it always was).
+        model.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, 1000, device="meta"))
     return model
+
+
+def _pools(model: nn.Module) -> list[int]:
+    """Indices in ``features`` of every max-pool (nn.Identity where the small stem dropped one)."""
+    return [index for index, layer in enumerate(model.features) if isinstance(layer, (nn.MaxPool2d, nn.Identity))]
+
+
+def _first_pool(model: nn.Module) -> tuple[str, ...]:
+    # The small-input stem keeps full resolution through the first block.
+    return (f"features.{_pools(model)[0]}",)
+
+
+def _head(model: nn.Module) -> tuple[str, ...]:
+    return (f"classifier.{len(model.classifier) - 1}",)  # the classic head's last linear, or the compact one
+
+
+def _stages(model: nn.Module) -> tuple[Stage, ...]:
+    # Each block ends at a pool; its width is the last convolution before it.
+    def width(pool: int) -> int:
+        return [layer for layer in model.features[:pool] if isinstance(layer, nn.Conv2d)][-1].out_channels
+
+    return tuple(Stage(f"features.{pool}", width(pool)) for pool in _pools(model))
 
 
 def _fresh_vgg(variant: str, dropout: float, materialize_classic_head: bool) -> nn.Module:
@@ -76,4 +75,16 @@ def _fresh_vgg(variant: str, dropout: float, materialize_classic_head: bool) -> 
     return model
 
 
-build_vgg = checked_builder("vgg", VARIANTS, _build)
+register_backbone(
+    BackboneFamily(
+        name="vgg",
+        variants=("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"),
+        network=_network,
+        first_conv="features.0",
+        heads=_head,
+        stages=_stages,
+        stem_pools=_first_pool,
+        small_stem="keep",  # VGG's first convolution already is 3x3, stride 1
+        order=20,
+    )
+)

@@ -15,15 +15,25 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from gsa_exp.benchmark.epoch import quiet_lightning
 from gsa_exp.benchmark.models import autocast, compose_train_config, configured_optimizer, prepared_model
 from gsa_exp.benchmark.timing import synchronizer
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_trainer, configure_batches
+
+PAPER_GRID_YAML = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "paper_grid.yaml"
+
+
+def paper_grid_backbones() -> tuple[str, ...]:
+    """The backbones experiment=paper_grid sweeps (its YAML is the one place that says so)."""
+    return tuple(str(OmegaConf.load(PAPER_GRID_YAML).hydra.sweeper.params.backbone).split(","))
+
 
 # experiment=paper_grid: (data set, training images, image size); 2 attentions x 3 seeds x 100 epochs each.
 PAPER_GRID_DATA = (("pneumoniamnist", 4_708, 28), ("octmnist", 97_477, 28), ("fer2013", 28_709, 48))

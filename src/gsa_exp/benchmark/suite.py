@@ -15,15 +15,16 @@ from typing import Any
 import torch
 
 from gsa_exp.attention.bank import build_bank
+from gsa_exp.backbones import list_backbones
 from gsa_exp.benchmark.bank_probe import bank_options, synthetic_images
 from gsa_exp.benchmark.epoch import FRAMEWORK_SETTINGS, epoch_variants
-from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, concurrency_figures, grid_figures
+from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, concurrency_figures, grid_figures, paper_grid_backbones
 from gsa_exp.benchmark.models import compose_train_config, fixed_batch, prepared_model, step_functions
 from gsa_exp.benchmark.timing import interleaved_times, median, paired_ratio, synchronizer
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.training.builders import build_datamodule
 
-BACKBONES = ("googlenet", "vgg", "resnet", "densenet")
+BACKBONES = list_backbones()  # every registered family can be measured (--backbones)
 HEADLINE_BACKBONE = "resnet"  # ResNet-18, the resnet config's default variant
 ATTENTIONS = ("none", "global")
 PARTS = ("attention", "epoch", "bank", "grid", "concurrency")  # attention includes the loader figures
@@ -55,7 +56,7 @@ class Settings:
     precision: str = "32-true"  # 32-true | bf16-mixed (the GPU trainer's default)
     image_size: int = 64
     batch_size: int = 32
-    backbones: tuple[str, ...] = BACKBONES
+    backbones: tuple[str, ...] = paper_grid_backbones()  # by default the paper grid's, which the estimate is for
     step_rounds: int = 9  # interleaved rounds for the headline (ResNet-18) step and eval figures
     backbone_rounds: int = 3  # rounds for the other backbones' figures
     infer_round_factor: int = 3  # eval forwards are ~3x cheaper than steps: as many rounds x this, same time

@@ -80,7 +80,9 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
 
     with torch.device("meta"):
         try:
-            backbone = instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
+            backbone = instantiate_component(
+                cfg.backbone, name=cfg.backbone.name, in_channels=channels, num_classes=2, image_size=image_size
+            )
         except Exception as error:  # the builders' messages already name the key
             raise _component_error("backbone", error) from error
         try:

@@ -63,7 +63,11 @@ class ImageClassifier(pl.LightningModule):
             attention, in_channels=info.channels, image_size=info.image_size, num_train=info.num_train
         )
         self.backbone: nn.Module = instantiate_component(
-            backbone, in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size
+            backbone,
+            name=backbone["name"],  # the registered family: the one descriptive key create_backbone takes
+            in_channels=info.channels,
+            num_classes=info.num_classes,
+            image_size=info.image_size,
         )
         self.attention.attach(self.backbone)
         self.channels_last = False  # performance.channels_last (see optimize_for_speed)

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from gsa_exp.backbones import list_backbones
 from gsa_exp.run_files import ERROR_FILE, MAP_NPY, METRICS_FILE
 
 GRID_PNG = "attention_maps_grid.png"
-BACKBONE_ORDER = ("googlenet", "vgg", "resnet", "densenet")
 
 
 @dataclass
@@ -136,7 +136,8 @@ def collect_maps(sweep_dir: Path) -> MapGrid:
         cell.missing.append(job.name)
         missing.append(f"{job.name}: {reason}")
     backbones = {backbone for backbone, _ in cells}
-    rows = [name for name in BACKBONE_ORDER if name in backbones] + sorted(backbones - set(BACKBONE_ORDER))
+    order = list_backbones()  # the registry's table order; names it does not know go last
+    rows = [name for name in order if name in backbones] + sorted(backbones - set(order))
     columns = sorted({column for _, column in cells})
     return MapGrid(rows, columns, cells, missing, [job.name for job in skipped])
 

@@ -1,0 +1,60 @@
+"""One adapter for every registered family: input channels, stem, heads and declared stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from gsa_exp.backbones.common import new_first_conv, resolve_stem
+from gsa_exp.backbones.registry import BackboneFamily
+
+
+def has_submodule(model: nn.Module, path: str) -> bool:
+    try:
+        return isinstance(model.get_submodule(path), nn.Module)
+    except AttributeError:  # a head the options removed (e.g. GoogLeNet's aux heads set to None)
+        return False
+
+
+def replace_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, child = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def paths(declared: tuple[str, ...] | Callable[[nn.Module], tuple[str, ...]], model: nn.Module) -> tuple[str, ...]:
+    """Module paths a family declares, fixed or read off the built network (VGG's depend on the variant)."""
+    return declared(model) if callable(declared) else declared
+
+
+def assemble(
+    family: BackboneFamily,
+    *,
+    variant: str,
+    pretrained: bool,
+    stem: str,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    **options: Any,
+) -> nn.Module:
+    """The family's network with the chosen stem, ``in_channels`` inputs, ``num_classes`` outputs.
+
+    The network carries its stages as ``feature_info`` (as timm models do), so that local
+    attention finds them without knowing the family.
+    """
+    model = family.network(variant=variant, pretrained=pretrained, image_size=image_size, **options)
+    small = resolve_stem(stem, image_size) == "small"
+    first = model.get_submodule(family.first_conv)
+    replace_submodule(
+        model, family.first_conv, new_first_conv(first, in_channels, small and family.small_stem == "replace")
+    )
+    if small:
+        for path in paths(family.stem_pools, model):
+            replace_submodule(model, path, nn.Identity())
+    for path in paths(family.heads, model):
+        if has_submodule(model, path):
+            replace_submodule(model, path, nn.Linear(model.get_submodule(path).in_features, num_classes))
+    model.feature_info = family.stages(model)
+    return model

@@ -1,0 +1,100 @@
+"""The backbone registry: each family module registers what the generic code needs to know about it.
+
+A family is described the way timm describes a model (``pretrained_cfg``, ``feature_info``):
+where its first convolution and classifier heads sit, which pools the small-input stem drops,
+and its stages with their widths. ``create_backbone`` then builds any family through one
+adapter (``adapter.py``); nothing else in the project names a family. Adding one is a
+module here that calls ``register_backbone`` and a YAML in ``conf/backbone/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+from torch import nn
+
+from gsa_exp.backbones.common import BackboneError, build_checked, check_variant
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A module whose output is a stage of the network (local attention acts there), and its channels."""
+
+    module: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """What the generic adapter needs to know about one torchvision family."""
+
+    name: str  # the config choice: backbone=<name>
+    variants: tuple[str, ...]  # torchvision model names (backbone.variant)
+    network: Callable[..., nn.Module]  # (variant, pretrained, image_size, **options) -> ImageNet-shaped network
+    first_conv: str  # dotted path of the convolution that sees the image
+    heads: tuple[str, ...] | Callable[[nn.Module], tuple[str, ...]]  # paths of the final linear layers
+    # (main head first; absent ones, such as heads the options removed, are skipped)
+    stages: Callable[[nn.Module], tuple[Stage, ...]]  # the built network's stages, in forward order
+    stem_pools: tuple[str, ...] | Callable[[nn.Module], tuple[str, ...]] = ()  # pools the small stem removes
+    small_stem: Literal["replace", "keep"] = "replace"  # small stem: a fresh 3x3 stride-1 first convolution,
+    # or keep the first convolution (it already is one, as in VGG) and only drop the pools
+    order: int = 100  # position in tables and plots: the paper's four first, newer families after
+
+
+_FAMILIES: dict[str, BackboneFamily] = {}
+
+
+def register_backbone(family: BackboneFamily) -> BackboneFamily:
+    """Make ``family`` available as ``backbone=<family.name>``; a name can be registered once."""
+    if family.name in _FAMILIES:
+        raise BackboneError(f"backbone {family.name!r} is registered twice")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def list_backbones() -> tuple[str, ...]:
+    """Registered family names in table order (the paper's GoogLeNet, VGG, ResNet, DenseNet first)."""
+    return tuple(sorted(_FAMILIES, key=lambda name: (_FAMILIES[name].order, name)))
+
+
+def backbone_family(name: str) -> BackboneFamily:
+    if name not in _FAMILIES:
+        raise BackboneError(
+            f"backbone.name={name!r} is not a registered backbone; registered: {list(list_backbones())}"
+        )
+    return _FAMILIES[name]
+
+
+def create_backbone(
+    name: str,
+    *,
+    variant: str,
+    pretrained: bool,
+    stem: str,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    **options: Any,
+) -> nn.Module:
+    """The ``name`` family's ``variant`` for the data's channels, classes and image size.
+
+    The image size is checked on the meta device first, so a size that does not fit fails
+    with the smallest one that does, before any weight is allocated.
+    """
+    from gsa_exp.backbones.adapter import assemble  # the adapter imports this module's types
+
+    family = backbone_family(name)
+    check_variant(name, variant, family.variants)
+    return build_checked(
+        partial(assemble, family),
+        variant=variant,
+        pretrained=pretrained,
+        stem=stem,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        image_size=image_size,
+        **options,
+    )
