@@ -13,14 +13,10 @@ import pytest
 from conftest import run_script
 from sklearn.metrics import roc_auc_score
 
-from gsa_exp.reporting.summary import (
-    SweepError,
-    csv_rows,
-    load_sweep,
-    render_markdown,
-    summarize,
-    write_summary,
-)
+from gsa_exp.reporting.jobs import SweepError, load_sweep
+from gsa_exp.reporting.render import csv_rows, render_markdown
+from gsa_exp.reporting.summary import write_summary
+from gsa_exp.reporting.tables import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TRACEBACK = 'Traceback (most recent call last):\n  File "train.py", line 1\nRuntimeError: CUDA out of memory\n'
@@ -641,7 +637,7 @@ def test_the_expected_grid_is_the_basic_sweepers_own():
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference, in the test only
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from gsa_exp.reporting.summary import grid_combinations
+    from gsa_exp.reporting.grid import grid_combinations
 
     arguments = [
         "backbone=resnet,vgg",

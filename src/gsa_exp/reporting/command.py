@@ -13,7 +13,9 @@ import argparse
 import sys
 
 from gsa_exp.reporting.comparison import Options
-from gsa_exp.reporting.summary import DEFAULT_METRICS, SweepError, write_summary
+from gsa_exp.reporting.jobs import SweepError
+from gsa_exp.reporting.summary import write_summary
+from gsa_exp.reporting.tables import DEFAULT_METRICS
 
 
 def main(argv: list[str] | None = None) -> int:

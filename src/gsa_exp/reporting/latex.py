@@ -10,12 +10,10 @@ metric block gives the published MedMNIST v2 ResNet-18 (28) value under its data
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gsa_exp.reporting import references as refs
-
-if TYPE_CHECKING:  # types only: summary imports this module
-    from gsa_exp.reporting.summary import Summary, Table
+from gsa_exp.reporting.tables import Summary, Table
 
 METRIC_NAMES = {"test/acc": "Test accuracy", "test/auroc": "Test AUROC", "test/map_auroc": "Attention-map AUROC"}
 _SPECIAL = {
