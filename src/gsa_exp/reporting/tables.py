@@ -22,7 +22,6 @@ from gsa_exp.run_files import METRICS_FILE
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
 OPTIONAL_METRICS = ("test/map_auroc",)
-BACKBONE_ORDER = ("googlenet", "vgg", "resnet", "densenet")
 ATTENTION_ORDER = ("none", "global", "local", "static")
 DELTA_PAIR = ("global", "none")  # Δ = mean(global) − mean(none)
 
@@ -101,6 +100,13 @@ class Summary:
     comparisons: list[Comparison] = field(default_factory=list)  # global vs none, per row x data set x metric
     options: Options = field(default_factory=Options)
     references: bool = False  # show MedMNIST v2's published numbers beside the sweep's
+
+
+def backbone_order() -> tuple[str, ...]:
+    """Rows follow the backbone registry's order (the paper's four first); imported here, as it loads torch."""
+    from gsa_exp.backbones import list_backbones
+
+    return list_backbones()
 
 
 def _order_key(name: str, order: Sequence[str]) -> tuple[int, str]:
@@ -219,7 +225,7 @@ def summarize(
 
     rows = sorted(
         {job.row for job in placed},
-        key=lambda row: (*_order_key(row[0], BACKBONE_ORDER), row[1], _natural_key(row[2])),
+        key=lambda row: (*_order_key(row[0], backbone_order()), row[1], _natural_key(row[2])),
     )
     variants = Counter(backbone for backbone, _variant in {(r[0], r[1]) for r in rows})
     row_labels = {
