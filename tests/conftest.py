@@ -36,6 +36,8 @@ def array_datamodule(source, **changes):
     from gsa_exp.data.datamodule import ArrayDataModule
 
     options = dict(
+        name="test",
+        root=None,
         source=source,
         image_size=32,
         channels=None,

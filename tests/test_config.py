@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import CONF, TINY_DATA, compose_config, run_script
+from hydra.utils import get_class
 
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
+from gsa_exp.data import ArrayDataModule
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 
@@ -91,6 +94,34 @@ def test_optimizer_and_scheduler_choices_instantiate(optimizer, scheduler):
         assert configured["lr_scheduler"]["monitor"] == "val/auroc"
 
 
+@pytest.mark.parametrize("group", ["optimizer", "scheduler"])
+def test_optimizer_and_scheduler_nodes_hold_only_constructor_arguments(group):
+    for choice in choices(group):
+        node = compose_config([f"{group}={choice}"])[group]
+        if choice == "none":
+            assert not node  # a constant rate: nothing to build
+            continue
+        assert node._partial_ is True, choice
+        parameters = inspect.signature(get_class(node._target_)).parameters
+        assert set(node) - {"_target_", "_partial_"} <= set(parameters) - {"params", "optimizer"}, choice
+
+
+def test_the_attention_parameter_group_learns_at_its_multiplier():
+    cfg = compose_config(["attention=global", "attention.lr_multiplier=4.0", "optimizer.lr=0.002"])
+    model = build_model(cfg, INFO)
+    backbone, attention = model.configure_optimizers()["optimizer"].param_groups
+    assert backbone["lr"] == 0.002 and attention["lr"] == pytest.approx(0.008)
+    assert {id(p) for p in attention["params"]} == {id(p) for p in model.attention.parameters()}
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+def test_the_scheduler_interval_reaches_lightning():
+    cfg = compose_config(["scheduler=plateau", "scheduler_interval=step"])
+    configured = build_model(cfg, INFO).configure_optimizers()["lr_scheduler"]
+    assert configured["interval"] == "step" and configured["monitor"] == "val/auroc"
+    assert type(configured["scheduler"]).__name__ == "ReduceLROnPlateau" and configured["scheduler"].mode == "max"
+
+
 def test_multistep_milestones_follow_max_epochs():
     cfg = compose_config(["scheduler=multistep", "trainer.max_epochs=100"])
     scheduler = build_model(cfg, INFO).configure_optimizers()["lr_scheduler"]["scheduler"]
@@ -134,6 +165,9 @@ def test_dataset_choice_instantiates(choice):
     assert datamodule.batch_size == cfg.dataset.batch_size
     assert datamodule.image_size == cfg.dataset.image_size
     assert type(datamodule.source).__name__ == cfg.dataset.source._target_.rsplit(".", 1)[-1]
+    assert (datamodule.name, datamodule.root) == (cfg.dataset.name, cfg.dataset.root)
+    parameters = inspect.signature(ArrayDataModule).parameters
+    assert set(cfg.dataset) - {"_target_"} <= set(parameters)  # constructor arguments only
 
 
 def test_synthetic_choice_loads():

@@ -519,6 +519,7 @@ def test_pneumoniamnist_config_builds_a_datamodule_that_serves_batches(tmp_path)
     cfg = compose_config(["dataset=pneumoniamnist", f"dataset.root={tmp_path}", "dataset.batch_size=16"])
     datamodule = build_datamodule(cfg.dataset)
     assert isinstance(datamodule, ArrayDataModule)
+    assert (datamodule.name, datamodule.root) == ("pneumoniamnist", str(tmp_path))
     datamodule.setup("fit")
     info = datamodule.info
     assert (info.task, info.num_classes, info.channels, info.image_size, info.num_train) == ("multiclass", 2, 1, 28, 40)
