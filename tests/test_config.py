@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import CONF, TINY_DATA, compose_config, run_script
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
 from gsa_exp.data import ArrayDataModule
@@ -168,6 +169,17 @@ def test_dataset_choice_instantiates(choice):
     assert (datamodule.name, datamodule.root) == (cfg.dataset.name, cfg.dataset.root)
     parameters = inspect.signature(ArrayDataModule).parameters
     assert set(cfg.dataset) - {"_target_"} <= set(parameters)  # constructor arguments only
+
+
+def test_dataset_yamls_state_only_what_differs_from_the_loader_base():
+    base = OmegaConf.to_container(OmegaConf.load(CONF / "dataset_base" / "loader.yaml"))
+    for path in sorted((CONF / "dataset").rglob("*.yaml")):
+        own = OmegaConf.to_container(OmegaConf.load(path))  # as written, interpolations unresolved
+        assert own["defaults"][-1] == "_self_", path  # the base (directly or through another data set) comes first
+        repeated = [key for key, value in own.items() if key in base and value == base[key]]
+        assert not repeated, f"{path.relative_to(CONF)} repeats the base's {repeated}"
+        dataset = compose_config([f"dataset={path.relative_to(CONF / 'dataset').with_suffix('')}"]).dataset
+        assert set(base) <= set(dataset), path
 
 
 def test_synthetic_choice_loads():
