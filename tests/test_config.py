@@ -62,6 +62,13 @@ def test_keys_scripts_rely_on_are_present():
     assert compose_config(["ckpt_path=x.ckpt"], config_name="eval").ckpt_path == "x.ckpt"
 
 
+def test_every_trainer_has_speed_settings_of_its_name_in_training_and_evaluation():
+    assert set(choices("trainer")) <= set(choices("performance"))  # train.yaml, eval.yaml: performance: ${trainer}
+    for trainer, pinned in (("default", False), ("gpu", True)):
+        cfg = compose_config(["ckpt_path=x.ckpt", "dataset=synthetic", f"trainer={trainer}"], config_name="eval")
+        assert cfg.dataset.pin_memory is pinned  # a chosen data set reads performance.pin_memory
+
+
 @pytest.mark.parametrize("choice", choices("backbone"))
 def test_backbone_choice_builds_a_model(choice):
     model = build_model(compose_config([f"backbone={choice}", "attention=none"]), INFO)
