@@ -53,6 +53,12 @@ def array_datamodule(source, **changes):
     return ArrayDataModule(**options)
 
 
+def dataset_choices() -> list[str]:
+    """Every option of conf/dataset/, presets and folders (smoke/...) included: the directory listed, no list kept."""
+    folder = CONF / "dataset"
+    return sorted(path.relative_to(folder).with_suffix("").as_posix() for path in folder.rglob("*.yaml"))
+
+
 def compose_config(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
     """The config ``python train.py OVERRIDES`` would see, writing into ``output_dir``."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import CONF, TINY_DATA, compose_config, run_script
+from conftest import CONF, TINY_DATA, compose_config, dataset_choices, run_script
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
-from gsa_exp.data import ArrayDataModule
+from gsa_exp.data import ArrayDataModule, get_source, list_sources
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 
@@ -165,10 +165,13 @@ def test_callbacks_choice_instantiates(choice, tmp_path):
     assert ("EarlyStopping" in names) == (choice == "early_stopping")
 
 
-@pytest.mark.parametrize("choice", choices("dataset"))
+@pytest.mark.parametrize("choice", dataset_choices())
 def test_dataset_choice_instantiates(choice):
-    """Construction reads no file; loading real files is tested in test_real_datasets.py."""
+    """Every conf/dataset/ option, presets and smoke/* included, builds a registered source.
+
+    Construction reads no file; loading real files is tested in test_real_datasets.py."""
     cfg = compose_config([f"dataset={choice}"])
+    assert get_class(cfg.dataset.source._target_) in {get_source(name) for name in list_sources()}
     datamodule = build_datamodule(cfg.dataset)
     assert datamodule.batch_size == cfg.dataset.batch_size
     assert datamodule.image_size == cfg.dataset.image_size
@@ -180,13 +183,12 @@ def test_dataset_choice_instantiates(choice):
 
 def test_dataset_yamls_state_only_what_differs_from_the_loader_base():
     base = OmegaConf.to_container(OmegaConf.load(CONF / "dataset_base" / "loader.yaml"))
-    for path in sorted((CONF / "dataset").rglob("*.yaml")):
-        own = OmegaConf.to_container(OmegaConf.load(path))  # as written, interpolations unresolved
-        assert own["defaults"][-1] == "_self_", path  # the base (directly or through another data set) comes first
+    for choice in dataset_choices():
+        own = OmegaConf.to_container(OmegaConf.load(CONF / "dataset" / f"{choice}.yaml"))  # interpolations as written
+        assert own["defaults"][-1] == "_self_", choice  # the base (directly or through another data set) comes first
         repeated = [key for key, value in own.items() if key in base and value == base[key]]
-        assert not repeated, f"{path.relative_to(CONF)} repeats the base's {repeated}"
-        dataset = compose_config([f"dataset={path.relative_to(CONF / 'dataset').with_suffix('')}"]).dataset
-        assert set(base) <= set(dataset), path
+        assert not repeated, f"dataset/{choice}.yaml repeats the base's {repeated}"
+        assert set(base) <= set(compose_config([f"dataset={choice}"]).dataset), choice
 
 
 def test_synthetic_choice_loads():
