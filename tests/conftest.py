@@ -36,6 +36,8 @@ def array_datamodule(source, **changes):
     from gsa_exp.data.datamodule import ArrayDataModule
 
     options = dict(
+        name="test",
+        root=None,
         source=source,
         image_size=32,
         channels=None,
@@ -49,6 +51,12 @@ def array_datamodule(source, **changes):
     )
     options.update(changes)
     return ArrayDataModule(**options)
+
+
+def dataset_choices() -> list[str]:
+    """Every option of conf/dataset/, presets and folders (smoke/...) included: the directory listed, no list kept."""
+    folder = CONF / "dataset"
+    return sorted(path.relative_to(folder).with_suffix("").as_posix() for path in folder.rglob("*.yaml"))
 
 
 def compose_config(overrides: list[str], output_dir: Path | None = None, config_name: str = "train") -> DictConfig:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import CONF, TINY_DATA, compose_config, run_script
+from conftest import CONF, TINY_DATA, compose_config, dataset_choices, run_script
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from gsa_exp.backbones import list_backbones
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
+from gsa_exp.data import ArrayDataModule, get_source, list_sources
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
 
@@ -60,6 +64,13 @@ def test_keys_scripts_rely_on_are_present():
     assert compose_config(["ckpt_path=x.ckpt"], config_name="eval").ckpt_path == "x.ckpt"
 
 
+def test_every_trainer_has_speed_settings_of_its_name_in_training_and_evaluation():
+    assert set(choices("trainer")) <= set(choices("performance"))  # train.yaml, eval.yaml: performance: ${trainer}
+    for trainer, pinned in (("default", False), ("gpu", True)):
+        cfg = compose_config(["ckpt_path=x.ckpt", "dataset=synthetic", f"trainer={trainer}"], config_name="eval")
+        assert cfg.dataset.pin_memory is pinned  # a chosen data set reads performance.pin_memory
+
+
 @pytest.mark.parametrize("choice", choices("backbone"))
 def test_backbone_choice_builds_a_model(choice):
     model = build_model(compose_config([f"backbone={choice}", "attention=none"]), INFO)
@@ -91,6 +102,34 @@ def test_optimizer_and_scheduler_choices_instantiate(optimizer, scheduler):
     elif scheduler:
         assert configured["lr_scheduler"]["interval"] == "epoch"
         assert configured["lr_scheduler"]["monitor"] == "val/auroc"
+
+
+@pytest.mark.parametrize("group", ["optimizer", "scheduler"])
+def test_optimizer_and_scheduler_nodes_hold_only_constructor_arguments(group):
+    for choice in choices(group):
+        node = compose_config([f"{group}={choice}"])[group]
+        if choice == "none":
+            assert not node  # a constant rate: nothing to build
+            continue
+        assert node._partial_ is True, choice
+        parameters = inspect.signature(get_class(node._target_)).parameters
+        assert set(node) - {"_target_", "_partial_"} <= set(parameters) - {"params", "optimizer"}, choice
+
+
+def test_the_attention_parameter_group_learns_at_its_multiplier():
+    cfg = compose_config(["attention=global", "attention.lr_multiplier=4.0", "optimizer.lr=0.002"])
+    model = build_model(cfg, INFO)
+    backbone, attention = model.configure_optimizers()["optimizer"].param_groups
+    assert backbone["lr"] == 0.002 and attention["lr"] == pytest.approx(0.008)
+    assert {id(p) for p in attention["params"]} == {id(p) for p in model.attention.parameters()}
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+def test_the_scheduler_interval_reaches_lightning():
+    cfg = compose_config(["scheduler=plateau", "scheduler_interval=step"])
+    configured = build_model(cfg, INFO).configure_optimizers()["lr_scheduler"]
+    assert configured["interval"] == "step" and configured["monitor"] == "val/auroc"
+    assert type(configured["scheduler"]).__name__ == "ReduceLROnPlateau" and configured["scheduler"].mode == "max"
 
 
 def test_multistep_milestones_follow_max_epochs():
@@ -128,14 +167,30 @@ def test_callbacks_choice_instantiates(choice, tmp_path):
     assert ("EarlyStopping" in names) == (choice == "early_stopping")
 
 
-@pytest.mark.parametrize("choice", choices("dataset"))
+@pytest.mark.parametrize("choice", dataset_choices())
 def test_dataset_choice_instantiates(choice):
-    """Construction reads no file; loading real files is tested in test_real_datasets.py."""
+    """Every conf/dataset/ option, presets and smoke/* included, builds a registered source.
+
+    Construction reads no file; loading real files is tested in test_real_datasets.py."""
     cfg = compose_config([f"dataset={choice}"])
+    assert get_class(cfg.dataset.source._target_) in {get_source(name) for name in list_sources()}
     datamodule = build_datamodule(cfg.dataset)
     assert datamodule.batch_size == cfg.dataset.batch_size
     assert datamodule.image_size == cfg.dataset.image_size
     assert type(datamodule.source).__name__ == cfg.dataset.source._target_.rsplit(".", 1)[-1]
+    assert (datamodule.name, datamodule.root) == (cfg.dataset.name, cfg.dataset.root)
+    parameters = inspect.signature(ArrayDataModule).parameters
+    assert set(cfg.dataset) - {"_target_"} <= set(parameters)  # constructor arguments only
+
+
+def test_dataset_yamls_state_only_what_differs_from_the_loader_base():
+    base = OmegaConf.to_container(OmegaConf.load(CONF / "dataset_base" / "loader.yaml"))
+    for choice in dataset_choices():
+        own = OmegaConf.to_container(OmegaConf.load(CONF / "dataset" / f"{choice}.yaml"))  # interpolations as written
+        assert own["defaults"][-1] == "_self_", choice  # the base (directly or through another data set) comes first
+        repeated = [key for key, value in own.items() if key in base and value == base[key]]
+        assert not repeated, f"dataset/{choice}.yaml repeats the base's {repeated}"
+        assert set(base) <= set(compose_config([f"dataset={choice}"]).dataset), choice
 
 
 def test_synthetic_choice_loads():

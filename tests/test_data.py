@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from conftest import array_datamodule
 
-from gsa_exp.data import ArrayDataModule, SyntheticLesions
+import gsa_exp.data
+from gsa_exp.data import (
+    ArrayDataModule,
+    SyntheticLesions,
+    create_source,
+    get_source,
+    list_sources,
+    register_source,
+    registry,
+)
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 
 
@@ -32,6 +43,47 @@ def synthetic(**changes) -> SyntheticLesions:
 
 def datamodule(source=None, **changes) -> ArrayDataModule:
     return array_datamodule(source or synthetic(), **changes)
+
+
+# -- the registry ---------------------------------------------------------------------------
+@pytest.fixture
+def own_registry(monkeypatch):
+    """Registrations made by a test stay in it."""
+    monkeypatch.setattr(registry, "_SOURCES", dict(registry._SOURCES))
+
+
+def test_the_sources_register_themselves(own_registry):
+    assert get_source("synthetic") is SyntheticLesions
+    options = {"image_size": 32, "channels": 1, "num_train": 4, "num_val": 4, "num_test": 4, "seed": 0}
+    options |= {"lesion_amplitude": 0.2, "distractor_amplitude": 0.2, "lesion_sigma": 0.05, "region_radius": 0.1}
+    created = create_source("synthetic", **options, max_blobs=2, noise_std=0.0, jitter=0.0)
+    assert isinstance(created, SyntheticLesions) and created.image_size == 32
+
+
+def test_a_registered_source_is_listed_and_a_name_is_taken_once(own_registry):
+    @register_source("tiny_test_source")
+    class TinySource:
+        def load(self):
+            raise NotImplementedError
+
+    assert "tiny_test_source" in list_sources() and get_source("tiny_test_source") is TinySource
+    with pytest.raises(ValueError, match="two data sources are named 'synthetic': gsa_exp.data.synthetic.Synth"):
+        register_source("synthetic")(TinySource)
+    with pytest.raises(ValueError, match=r"no data source is registered as 'nope'; registered: .*synthetic"):
+        get_source("nope")
+
+
+def test_a_source_module_is_found_by_being_in_the_package(own_registry, tmp_path, monkeypatch):
+    """No list names the modules: a new one in gsa_exp/data/ registers itself when the sources are listed."""
+    (tmp_path / "dropped_in_source.py").write_text(
+        "from gsa_exp.data.registry import register_source\n\n\n"
+        "@register_source('dropped_in')\nclass DroppedIn:\n    def load(self):\n        raise NotImplementedError\n"
+    )
+    monkeypatch.setattr(gsa_exp.data, "__path__", [*gsa_exp.data.__path__, str(tmp_path)])
+    try:
+        assert "dropped_in" in list_sources()
+    finally:
+        sys.modules.pop("gsa_exp.data.dropped_in_source", None)
 
 
 def test_synthetic_is_deterministic_per_seed():

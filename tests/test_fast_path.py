@@ -16,7 +16,7 @@ import torch
 import torch._inductor.config
 import torch.nn.functional as F
 from conftest import QUIET, TINY_DATA, compose_config, run_script
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from gsa_exp.benchmark.models import configured_optimizer
@@ -294,8 +294,22 @@ def test_the_gpu_trainer_turns_on_the_fast_path():  # its keys' bad values: test
     assert gpu.optimizer.fused is True and gpu.performance.data_on_device is True
     assert gpu.performance.compile_mode == "reduce-overhead"
     assert compose_config(["trainer=gpu", "optimizer=sgd"]).optimizer.fused is True
+    assert gpu.dataset.pin_memory is True and gpu.performance.channels_last is True
     default = compose_config([])
     assert default.optimizer.fused is None and default.performance.data_on_device is False  # CPU: as before
+    assert default.dataset.pin_memory is False
+
+
+def test_the_speed_settings_are_their_own_group_chosen_with_the_trainer():
+    default = OmegaConf.to_container(compose_config([]))
+    trainer_alone = OmegaConf.to_container(compose_config(["trainer=gpu", "performance=default"]))
+    assert {key for key in default if default[key] != trainer_alone[key]} == {"trainer"}  # no global package
+    speed_alone = compose_config(["performance=gpu"])
+    assert speed_alone.trainer.accelerator == "auto" and speed_alone.trainer.precision == "32-true"
+    assert speed_alone.optimizer.fused is True and speed_alone.dataset.pin_memory is True
+    assert speed_alone.performance == compose_config(["trainer=gpu"]).performance
+    for trainer in ("default", "cpu", "ddp"):
+        assert compose_config([f"trainer={trainer}"]).performance == compose_config([]).performance
 
 
 # -- out of GPU memory ----------------------------------------------------------------------------------

@@ -57,6 +57,8 @@ BAD_INPUTS = [
     (["performance.device_memory_share=1.5"], "performance.device_memory_share=1.5: must be a number in (0, 1]"),
     (["performance.compile_mode=turbo"], "performance.compile_mode='turbo': allowed: default, reduce-overhead"),
     (["performance.data_on_device=maybe"], "performance.data_on_device='maybe': must be true or false"),
+    (["performance.pin_memory=maybe"], "performance.pin_memory='maybe': must be true or false"),
+    (["performance.fused_optimizer=yes"], "performance.fused_optimizer='yes': must be true, false or null"),
 ]
 
 

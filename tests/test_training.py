@@ -98,6 +98,10 @@ def test_tensorboard_has_scalars_map_images_and_hparams_with_final_metrics(train
     hparams, metric_tags = hparams_session(events)
     assert hparams["backbone.name"].string_value == "resnet"
     assert hparams["attention.name"].string_value == "global"
+    assert hparams["optimizer.name"].string_value == "adam"  # the option chosen: the node holds only arguments
+    assert hparams["scheduler.name"].string_value == "cosine"
+    assert hparams["scheduler_interval"].string_value == "epoch"
+    assert not [key for key in hparams if key.endswith(("_target_", "_partial_"))]
     assert hparams["seed"].number_value == 0
     assert {"test/acc", "test/auroc", "val/acc"} <= set(metric_tags)
     final_test_acc = events.Scalars("test/acc")[-1].value

@@ -7,9 +7,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that describe a choice for people and for interpolation (``name`` labels tables and
-# logs, ``root`` is where a data set's files live); not constructor arguments.
-DESCRIPTIVE_KEYS = ("name", "root")
+# The key that labels a backbone or attention choice in tables and logs; not a constructor argument.
+DESCRIPTIVE_KEYS = ("name",)
 
 
 def as_container(node: Any) -> Any:

@@ -145,17 +145,17 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 def validate_speed_options(cfg: DictConfig) -> None:
     """The ``performance`` keys and the optimizer's implementation switches."""
-    for key in ("channels_last", "compile", "data_on_device"):
+    for key in ("channels_last", "compile", "data_on_device", "pin_memory"):
         if not isinstance(_value(cfg, f"performance.{key}"), bool):
             _fail(f"performance.{key}", _value(cfg, f"performance.{key}"), "must be true or false")
     require_choice(cfg, "performance.compile_mode", COMPILE_MODES)
     share = _value(cfg, "performance.device_memory_share")
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         _fail("performance.device_memory_share", share, "must be a number in (0, 1]")
-    for key in ("fused", "foreach"):
-        value = _value(cfg, f"optimizer.{key}")
+    for key in ("performance.fused_optimizer", "optimizer.fused", "optimizer.foreach"):
+        value = _value(cfg, key)
         if value is not None and not isinstance(value, bool):
-            _fail(f"optimizer.{key}", value, "must be true, false or null (torch's choice)")
+            _fail(key, value, "must be true, false or null (torch's choice)")
     if _value(cfg, "optimizer.fused") and _value(cfg, "optimizer.foreach"):
         _fail("optimizer.foreach", True, "not together with optimizer.fused=true (two implementations of one step)")
 

@@ -53,11 +53,17 @@ class ArrayDataModule(pl.LightningDataModule):
 
     The training split is also the source of the GSA pixel-feature bank (``bank_images``):
     deterministic images, never augmented, never validation or test data.
+
+    ``name`` labels the data set in tables and logs; ``root`` is where its files live (None for
+    generated data), kept here so that one key moves them: the source's own path options
+    interpolate it (``${..root}``).
     """
 
     def __init__(
         self,
         *,
+        name: str,
+        root: str | None = None,  # run configs of generated data, which have no files, may lack it
         source: DataSource,
         image_size: int,
         channels: int | None,
@@ -74,6 +80,8 @@ class ArrayDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset.batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
         if image_size < 1:
             raise ValueError(f"dataset.image_size={image_size} must be a positive integer")
+        self.name = name
+        self.root = root
         self.source = source
         self.image_size = image_size
         self.channels = channels

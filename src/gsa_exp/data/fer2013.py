@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -26,6 +27,7 @@ KAGGLE_PAGE = (
 )
 
 
+@register_source("fer2013")
 class FER2013Source:
     """The FER2013 CSV at ``path`` (e.g. ``fer2013.csv`` from the Kaggle challenge page)."""
 

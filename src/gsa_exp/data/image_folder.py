@@ -26,11 +26,13 @@ from PIL import Image
 
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
 from gsa_exp.data.image_files import READ_ERRORS, open_as_8bit
+from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
 
 LAYOUTS = "root/<class>/<image> or root/{train,val,test}/<class>/<image>"
 
 
+@register_source("image_folder")
 class ImageFolderSource:
     """Images under ``root`` in class sub-folders, with given or seeded stratified splits."""
 

@@ -20,6 +20,7 @@ from medmnist.info import HOMEPAGE, INFO
 
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath
 from gsa_exp.data.npz_members import NpzCacheError, map_npz_members, npz_keys
+from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
 
 SIZES = (28, 64, 128, 224)
@@ -32,6 +33,7 @@ TASK_TYPES = {
 FLAGS_2D = tuple(flag for flag, info in INFO.items() if info["task"] in TASK_TYPES and not flag.endswith("3d"))
 
 
+@register_source("medmnist")
 class MedMNISTSource:
     """One MedMNIST 2D data set (``flag``) at one resolution (``size``), from ``root``."""
 

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, LoadedData, Split
 
 _REGION_CENTRE = (0.64, 0.62)  # (row, col) as fractions of the image size, inside the organ
@@ -25,6 +26,7 @@ _DISC = ((0.5, 0.25), 0.085)  # the bright "optic disc"
 _CHANNEL_TINT = (1.0, 0.78, 0.55)  # colour images look fundus-like: red strongest
 
 
+@register_source("synthetic")
 class SyntheticLesions:
     """Deterministic two-class data set with a known attention region."""
 

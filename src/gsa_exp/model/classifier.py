@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from gsa_exp.attention.base import SpatialAttention
@@ -54,6 +55,7 @@ class ImageClassifier(pl.LightningModule):
         loss: dict[str, Any],
         monitor: dict[str, str],
         data_info: dict[str, Any],
+        scheduler_interval: str = "epoch",  # checkpoints whose hyper-parameters lack it stepped every epoch
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -344,18 +346,25 @@ class ImageClassifier(pl.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:
+        """The ``_partial_`` optimizer completed with the parameter groups, and its ``_partial_`` scheduler.
+
+        The attention's group learns at ``lr x attention.lr_multiplier``; ``scheduler_interval``
+        and ``monitor.metric`` tell Lightning when and on what the scheduler steps.
+        """
         base_lr = self.hparams.optimizer["lr"]
         groups = [
             {"params": list(self.backbone.parameters())},
             {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
         ]
-        optimizer = instantiate_component(self.hparams.optimizer, params=[g for g in groups if g["params"]])
-        if self.hparams.scheduler is None or "_target_" not in self.hparams.scheduler:  # scheduler=none
+        optimizer = instantiate(self.hparams.optimizer, _convert_="all")([g for g in groups if g["params"]])
+        if not self.hparams.scheduler or "_target_" not in self.hparams.scheduler:  # scheduler=none: a constant rate
             return optimizer
-        scheduler_config = dict(self.hparams.scheduler)
-        interval = scheduler_config.pop("interval")
-        scheduler = instantiate_component(scheduler_config, optimizer=optimizer)
+        scheduler = instantiate(self.hparams.scheduler, _convert_="all")(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": self.hparams.monitor["metric"]},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.hparams.scheduler_interval,
+                "monitor": self.hparams.monitor["metric"],
+            },
         }

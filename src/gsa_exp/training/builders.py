@@ -9,14 +9,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 
-from gsa_exp.config.instantiate import as_container, instantiate_component
+from gsa_exp.config.instantiate import as_container
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
 
 
 def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
-    return instantiate_component(dataset)
+    return instantiate(dataset, _convert_="all")
 
 
 def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
@@ -26,6 +26,7 @@ def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
         backbone=as_container(cfg.backbone),
         optimizer=as_container(cfg.optimizer),
         scheduler=as_container(cfg.get("scheduler")),
+        scheduler_interval=cfg.scheduler_interval,
         loss=as_container(cfg.loss),
         monitor=as_container(cfg.monitor),
         data_info=info.to_dict(),

@@ -21,7 +21,8 @@ from gsa_exp.run_files import MAP_NPY, MAP_PNG, METRICS_FILE, PREDICTIONS_FILE, 
 log = logging.getLogger(__name__)
 
 HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
-HPARAM_KEYS = ("seed", "trainer.max_epochs", "trainer.precision")
+HPARAM_KEYS = ("seed", "scheduler_interval", "trainer.max_epochs", "trainer.precision")
+INSTANTIATION_KEYS = ("_target_", "_partial_")  # how Hydra builds a node, not hyper-parameters
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
@@ -130,22 +131,39 @@ def save_attention_map(attention_map: Tensor, directory: Path, title: str) -> li
     return [npy, png]
 
 
+def group_choices() -> dict[str, str]:
+    """The option chosen in each config group of this Hydra run (``hydra.runtime.choices``); {} outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return {str(group): str(option) for group, option in HydraConfig.get().runtime.choices.items()}
+
+
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The hyper-parameters worth comparing across runs, flattened to TensorBoard-friendly scalars."""
+    """The hyper-parameters worth comparing across runs, flattened to TensorBoard-friendly scalars.
+
+    A group whose node has no ``name`` (the optimizer and scheduler hold only constructor
+    arguments) is labelled ``<group>.name`` by the option chosen for it.
+    """
     flat: dict[str, Any] = {}
 
     def visit(prefix: str, node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if key != "_target_":
+                if key not in INSTANTIATION_KEYS:
                     visit(f"{prefix}.{key}" if prefix else str(key), value)
         elif isinstance(node, (bool, int, float, str)):
             flat[prefix] = node
         else:
             flat[prefix] = str(node)
 
+    choices = group_choices()
     for group in HPARAM_GROUPS:
-        visit(group, OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) is not None else "none")
+        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) is not None else "none"
+        visit(group, node)
+        if isinstance(node, dict) and "name" not in node and group in choices:
+            flat[f"{group}.name"] = choices[group]
     for key in HPARAM_KEYS:
         visit(key, OmegaConf.select(cfg, key))
     return flat
