@@ -12,7 +12,7 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.config.instantiate import instantiate_component
+from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES, NONFINITE_POLICIES
 
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.backbones import split_outputs
-from gsa_exp.config.instantiate import instantiate_component
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.confusion import (
     class_names,
@@ -22,6 +21,7 @@ from gsa_exp.model.confusion import (
     per_class_recall,
     recall_keys,
 )
+from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.names import NONFINITE_POLICIES
 from gsa_exp.model.nonfinite import NonFiniteLossWatch

@@ -9,10 +9,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 
-from gsa_exp.config.instantiate import as_container
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.model.instantiate import as_container
 
 
 def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
