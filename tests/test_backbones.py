@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from gsa_exp.backbones import BackboneError, backbone_family, create_backbone, list_backbones, split_outputs
 from gsa_exp.backbones.adapter import has_submodule, paths
+from gsa_exp.config.validation import ConfigPaths
 
 FAMILIES = list_backbones()  # every registered family is tested, with the options of its YAML
 
@@ -37,9 +38,7 @@ def test_every_registered_backbone_has_a_yaml_and_every_yaml_a_registered_backbo
 def test_an_unknown_or_twice_registered_backbone_is_refused():
     from gsa_exp.backbones import register_backbone
 
-    with pytest.raises(
-        BackboneError, match=r"backbone.name='alexnet' is not a registered backbone; registered: \['googlenet'"
-    ):
+    with pytest.raises(BackboneError, match=r"name='alexnet' is not a registered backbone; registered: \['googlenet'"):
         build("resnet", name="alexnet")
     with pytest.raises(BackboneError, match="backbone 'resnet' is registered twice"):
         register_backbone(backbone_family("resnet"))
@@ -134,7 +133,7 @@ def test_vgg_head_is_compact_for_small_images_and_classic_for_large():
             "vgg",
             dict(stem="imagenet"),
             28,
-            r"dataset.image_size=28 is too small for backbone vgg11_bn \(stem=imagenet\): it needs at least 32 px",
+            r"image_size=28 is too small for backbone vgg11_bn \(stem=imagenet\): it needs at least 32 px",
         ),
         ("densenet", dict(stem="imagenet"), 28, r"it needs at least 29 px"),
         ("googlenet", dict(stem="imagenet"), 14, r"it needs at least 15 px"),
@@ -142,10 +141,10 @@ def test_vgg_head_is_compact_for_small_images_and_classic_for_large():
             "resnet",
             dict(variant="resnet19"),
             32,
-            r"backbone.variant='resnet19' is not a resnet variant; allowed: \['resnet18'",
+            r"variant='resnet19' is not a resnet variant; allowed: \['resnet18'",
         ),
-        ("resnet", dict(stem="tiny"), 32, r"backbone.stem='tiny' is not one of \['auto', 'small', 'imagenet'\]"),
-        ("vgg", dict(head="wide"), 32, r"backbone.head='wide' is not one of"),
+        ("resnet", dict(stem="tiny"), 32, r"stem='tiny' is not one of \['auto', 'small', 'imagenet'\]"),
+        ("vgg", dict(head="wide"), 32, r"head='wide' is not one of"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key_and_what_is_allowed(family, changes, size, message):
@@ -154,14 +153,29 @@ def test_bad_settings_are_refused_with_the_key_and_what_is_allowed(family, chang
 
 
 def test_pretrained_offline_without_cached_weights_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    home = tmp_path / "torch$HOME"  # a "$" in a path is shown as it is
+    monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("GSA_EXP_OFFLINE", "1")
     with pytest.raises(BackboneError) as error:
         build("resnet", pretrained=True)
-    text = str(error.value)
-    assert "backbone.pretrained=true needs the resnet18 ImageNet weights" in text
-    assert str(tmp_path / "hub" / "checkpoints") in text
-    assert "backbone.pretrained=false" in text
+    text = error.value.located(ConfigPaths("backbone"))
+    assert text.startswith("backbone.pretrained=true needs the resnet18 ImageNet weights")
+    assert str(home / "hub" / "checkpoints") in text
+    assert text.endswith("or set backbone.pretrained=false")
+    assert str(error.value).startswith("pretrained=true needs") and str(home) in str(error.value)
+
+
+def test_the_backbone_names_its_options_and_the_config_layer_says_where_they_live():
+    with pytest.raises(BackboneError) as error:
+        build("vgg", size=28, stem="imagenet")
+    assert str(error.value) == (
+        "image_size=28 is too small for backbone vgg11_bn (stem=imagenet): it needs at least 32 px; "
+        "raise image_size or use stem=small"
+    )
+    assert error.value.located(ConfigPaths("backbone")) == (
+        "dataset.image_size=28 is too small for backbone vgg11_bn (stem=imagenet): it needs at least 32 px; "
+        "raise dataset.image_size or use backbone.stem=small"
+    )
 
 
 def test_pretrained_weights_load_from_the_cache(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from gsa_exp.errors import OptionError
+
 STEMS = ("auto", "small", "imagenet")
 SMALL_INPUT_LIMIT = 64  # stem=auto picks the small stem at or below this image size
 OFFLINE_ENV = "GSA_EXP_OFFLINE"  # set to 1 to forbid weight downloads (tests, air-gapped clusters)
@@ -19,14 +21,14 @@ OFFLINE_ENV = "GSA_EXP_OFFLINE"  # set to 1 to forbid weight downloads (tests, a
 Builder = Callable[..., nn.Module]
 
 
-class BackboneError(ValueError):
-    """A backbone cannot be built as configured; the message says which key to change."""
+class BackboneError(OptionError):
+    """A backbone cannot be built as configured; the message names the option to change."""
 
 
 def resolve_stem(stem: str, image_size: int) -> str:
     """'auto' becomes 'small' (3x3 stride 1, no max-pool) for images up to 64 px, else 'imagenet'."""
     if stem not in STEMS:
-        raise BackboneError(f"backbone.stem={stem!r} is not one of {list(STEMS)}")
+        raise BackboneError(f"$stem={stem!r} is not one of {list(STEMS)}")
     if stem == "auto":
         return "small" if image_size <= SMALL_INPUT_LIMIT else "imagenet"
     return stem
@@ -34,7 +36,7 @@ def resolve_stem(stem: str, image_size: int) -> str:
 
 def check_variant(family: str, variant: str, variants: tuple[str, ...]) -> None:
     if variant not in variants:
-        raise BackboneError(f"backbone.variant={variant!r} is not a {family} variant; allowed: {list(variants)}")
+        raise BackboneError(f"$variant={variant!r} is not a {family} variant; allowed: {list(variants)}")
 
 
 def weights_cache_path(url: str) -> Path:
@@ -50,22 +52,21 @@ def load_pretrained_state(variant: str) -> dict[str, Tensor]:
     try:
         weights = torchvision.models.get_model_weights(variant).DEFAULT
     except (ValueError, KeyError) as error:
-        raise BackboneError(f"backbone.pretrained=true: torchvision has no weights for {variant!r}") from error
+        raise BackboneError(f"$pretrained=true: torchvision has no weights for {variant!r}") from error
     cached = weights_cache_path(weights.url)
-    hint = (
-        f"put {cached.name} (from {weights.url}) into {cached.parent} on this machine, or set backbone.pretrained=false"
-    )
+    where = OptionError.literal(f"{cached.name} (from {weights.url}) into {cached.parent}")
+    hint = f"put {where} on this machine, or set $pretrained=false"
     if not cached.exists() and os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise BackboneError(
-            f"backbone.pretrained=true needs the {variant} ImageNet weights, which are not in the cache "
-            f"({cached}) and {OFFLINE_ENV} forbids downloading them: {hint}"
+            f"$pretrained=true needs the {variant} ImageNet weights, which are not in the cache "
+            f"({OptionError.literal(cached)}) and {OFFLINE_ENV} forbids downloading them: {hint}"
         )
     try:
         return weights.get_state_dict(progress=False, check_hash=False)
     except Exception as error:  # urllib, socket and hash errors all mean the same to the user
         raise BackboneError(
-            f"backbone.pretrained=true could not obtain the {variant} ImageNet weights "
-            f"({type(error).__name__}: {error}); {hint}"
+            f"$pretrained=true could not obtain the {variant} ImageNet weights "
+            f"({type(error).__name__}: {OptionError.literal(error)}); {hint}"
         ) from error
 
 
@@ -144,9 +145,9 @@ def build_checked(build: Builder, **kwargs) -> nn.Module:
         minimum = smallest_input(build, kwargs, in_channels, upper=1024)
         allowed = f"at least {minimum}" if minimum else "larger"
         raise BackboneError(
-            f"dataset.image_size={image_size} is too small for backbone {kwargs['variant']} "
-            f"(stem={kwargs['stem']}): it needs {allowed} px; raise dataset.image_size"
-            + (" or use backbone.stem=small" if resolve_stem(kwargs["stem"], image_size) != "small" else "")
+            f"$image_size={image_size} is too small for backbone {kwargs['variant']} "
+            f"(stem={kwargs['stem']}): it needs {allowed} px; raise $image_size"
+            + (" or use $stem=small" if resolve_stem(kwargs["stem"], image_size) != "small" else "")
         ) from error
     return build(**kwargs)
 

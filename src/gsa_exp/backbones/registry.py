@@ -62,9 +62,7 @@ def list_backbones() -> tuple[str, ...]:
 
 def backbone_family(name: str) -> BackboneFamily:
     if name not in _FAMILIES:
-        raise BackboneError(
-            f"backbone.name={name!r} is not a registered backbone; registered: {list(list_backbones())}"
-        )
+        raise BackboneError(f"$name={name!r} is not a registered backbone; registered: {list(list_backbones())}")
     return _FAMILIES[name]
 
 

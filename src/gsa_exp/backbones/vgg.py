@@ -16,7 +16,7 @@ def resolve_head(head: str, image_size: int) -> str:
     """'auto' becomes 'compact' (global pool + linear) up to 64 px: the classic 4096-wide head
     on a 7x7 pool is ~120M parameters of mostly interpolated input at small sizes."""
     if head not in HEADS:
-        raise BackboneError(f"backbone.head={head!r} is not one of {list(HEADS)}")
+        raise BackboneError(f"$head={head!r} is not one of {list(HEADS)}")
     if head == "auto":
         return "compact" if image_size <= SMALL_INPUT_LIMIT else "classic"
     return head

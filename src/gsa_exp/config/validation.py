@@ -12,6 +12,7 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from gsa_exp.errors import OptionError
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES, NONFINITE_POLICIES
 
@@ -65,9 +66,26 @@ def require_existing_file(cfg: DictConfig, key: str) -> None:
         _fail(key, value, f"no such file (looked at {resolved}, relative to the launch directory)")
 
 
+# Where the options a component receives from the data (not from its own node) live in the config.
+DATA_OPTIONS = {"image_size": "dataset.image_size", "in_channels": "dataset.channels"}
+
+
+class ConfigPaths(dict):
+    """Config paths of a component's options: ``group.option``, or the data set's key for data-given ones."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(DATA_OPTIONS)
+        self.group = group
+
+    def __missing__(self, option: str) -> str:
+        return f"{self.group}.{option}"
+
+
 def _component_error(key: str, error: BaseException) -> ConfigError:
     while isinstance(error, InstantiationException) and error.__cause__ is not None:  # the builder's own message
         error = error.__cause__
+    if isinstance(error, OptionError):  # names its options; the config layer says where they live
+        return ConfigError(f"Invalid config: {error.located(ConfigPaths(key)).splitlines()[0]}")
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if message.startswith(f"{key}.") or message.startswith("dataset."):
         return ConfigError(f"Invalid config: {message}")

@@ -1,0 +1,37 @@
+"""The error a component raises for an option it cannot work with.
+
+Components (backbones, attention, data) know their options by their own names, not where
+the config keeps them; the config layer, which does know, adds that when it reports the
+error. This module imports nothing, so every layer can raise it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from string import Template
+
+
+class _BareNames(dict):
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+class OptionError(ValueError):
+    """An option that cannot work; the message names options as ``$name`` placeholders.
+
+    ``str(error)`` shows the bare names (``stem='tiny' is not one of ...``); ``located``
+    shows the config paths the caller knows (``backbone.stem='tiny' is not one of ...``).
+    Values written into the message go through ``literal`` so a ``$`` in them stays as it is.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(Template(template).safe_substitute(_BareNames()))
+
+    def located(self, paths: Mapping[str, str]) -> str:
+        """The message with every ``$name`` replaced by ``paths[name]``."""
+        return Template(self.template).safe_substitute(paths)
+
+    @staticmethod
+    def literal(value: object) -> str:
+        return str(value).replace("$", "$$")
