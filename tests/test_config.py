@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import CONF, TINY_DATA, compose_config, run_script
 
+from gsa_exp.attention import attention_class
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
@@ -69,8 +70,7 @@ def test_backbone_choice_builds_a_model(choice):
 @pytest.mark.parametrize("choice", choices("attention"))
 def test_attention_choice_builds(choice):
     model = build_model(compose_config([f"attention={choice}"]), INFO)
-    classes = {"none": "No", "global": "GlobalSpatial", "local": "LocalSpatial", "static": "StaticSpatial"}
-    assert type(model.attention).__name__ == f"{classes[choice]}Attention"
+    assert type(model.attention) is attention_class(choice)
     assert model.hparams.attention["name"] == choice
 
 

@@ -44,14 +44,3 @@ class SpatialAttention(nn.Module):
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Hook for schedules such as freezing parts of the module after some epochs."""
-
-
-class NoAttention(SpatialAttention):
-    """The paper's baseline: the backbone sees the image unchanged."""
-
-    def __init__(self, *, in_channels: int, image_size: int, num_train: int) -> None:
-        # Same construction arguments as every variant, so the model builds them alike.
-        super().__init__()
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images

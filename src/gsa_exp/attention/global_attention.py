@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from gsa_exp.attention.bank import BankOptions, bank_depth, batch_bank, build_bank
 from gsa_exp.attention.contrast import class_separability, fit_linear_readout, standardized
 from gsa_exp.attention.learned_map import LearnedMapAttention, RegularizationOptions, apply_gate
+from gsa_exp.attention.registry import register_attention
 
 __all__ = ["BankConv2d", "GlobalSpatialAttention", "PixelClassifierOptions", "RegularizationOptions"]
 
@@ -113,6 +114,7 @@ def build_pixel_classifier(depth: int, options: PixelClassifierOptions, init_bia
     return nn.Sequential(*layers)
 
 
+@register_attention("global")
 class GlobalSpatialAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), with A = sigmoid(g_theta(bank) / temperature) shared by all images."""
 
