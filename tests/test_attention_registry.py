@@ -15,7 +15,14 @@ import yaml
 from conftest import CONF, TINY_DATA, compose_config
 
 import gsa_exp.attention
-from gsa_exp.attention import attention_class, create_attention, list_attention, register_attention
+from gsa_exp.attention import (
+    MapReporting,
+    attention_class,
+    create_attention,
+    list_attention,
+    register_attention,
+    shared_map_of,
+)
 from gsa_exp.attention import registry as attention_registry
 from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.config.instantiate import instantiate_component
@@ -144,5 +151,31 @@ def test_inference_takes_any_number_of_images(name):
         model.reset_eval_context()
         logits = model.infer(images)
     assert logits.shape == (images.shape[0], 2) and torch.isfinite(logits).all()
-    maps = model.attention_maps
-    assert maps is None or maps.shape == (images.shape[0], 32, 32)
+    if shared_map_of(model.attention) is None and isinstance(model.attention, MapReporting):
+        assert model.attention_maps.shape == (images.shape[0], 32, 32)  # every image's own (or its batch's) map
+    else:  # one map for every image, or no map at all
+        assert model.attention_maps is None
+
+
+# -- map reporting: the optional protocol ------------------------------------------------------
+def test_no_attention_reports_no_map():
+    attention = create_attention("none", **RUNTIME)
+    assert not isinstance(attention, MapReporting) and not hasattr(attention, "shared_map")
+    assert shared_map_of(attention) is None
+
+
+@pytest.mark.parametrize("name", [name for name in list_attention() if name != "none"])
+def test_a_variant_with_a_map_reports_either_one_shared_map_or_a_map_per_image(name):
+    torch.manual_seed(0)
+    model = built_model(name).eval()
+    attention = model.attention
+    assert isinstance(attention, MapReporting)
+    count = batch_size(model)
+    with torch.no_grad():
+        attention(torch.rand(count, 1, 32, 32))
+    shared, per_image = attention.shared_map(), attention.last_image_maps()
+    assert (shared is None) != (per_image is None)
+    assert torch.equal(shared_map_of(attention), shared) if shared is not None else shared_map_of(attention) is None
+    maps = per_image if shared is None else shared[None]
+    assert maps.shape == ((count if shared is None else 1), 32, 32) and 0 < maps.min() <= maps.max() < 1
+    assert per_image is not None or not attention.image_specific  # an image-specific map is a map per image

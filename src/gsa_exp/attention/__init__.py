@@ -7,6 +7,7 @@ Every module of this package is imported here, so each variant registers itself
 from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.attention.global_attention import GlobalSpatialAttention
 from gsa_exp.attention.local import LocalSpatialAttention
+from gsa_exp.attention.maps import MapReporting, shared_map_of
 from gsa_exp.attention.none import NoAttention
 from gsa_exp.attention.registry import (
     attention_class,
@@ -22,6 +23,7 @@ import_modules(__name__, __path__)  # variants no one imports by name register t
 __all__ = [
     "GlobalSpatialAttention",
     "LocalSpatialAttention",
+    "MapReporting",
     "NoAttention",
     "SpatialAttention",
     "StaticSpatialAttention",
@@ -29,4 +31,5 @@ __all__ = [
     "create_attention",
     "list_attention",
     "register_attention",
+    "shared_map_of",
 ]

@@ -1,4 +1,8 @@
-"""The contract every attention variant fulfils, so the model and callbacks treat them alike."""
+"""The contract every attention variant fulfils, so the model treats them alike.
+
+It is the map a variant applies (``forward``) and the few hooks the model calls; showing
+the map is a separate, optional protocol (``maps.MapReporting``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,6 @@ class SpatialAttention(nn.Module):
     needs_training_data: bool = False
     #: The attention's learning rate is the optimiser's times this (its own parameter group).
     lr_multiplier: float = 1.0
-    #: True when every image gets its own map (local attention); False when the map is shared.
-    image_specific: bool = False
 
     @property
     def fixed_batch_size(self) -> int | None:
@@ -25,18 +27,6 @@ class SpatialAttention(nn.Module):
 
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""
-
-    def shared_map(self) -> Tensor | None:
-        """The one H x W map applied to every image, or None when maps differ between images or batches."""
-        return None
-
-    def last_image_maps(self) -> Tensor | None:
-        """The H x W map each image of the last evaluation forward got (B x H x W, detached).
-
-        None for variants that answer ``shared_map()`` (and for no attention); the others
-        record their maps in eval mode only, so training pays nothing for it.
-        """
-        return None
 
     def regularization_loss(self) -> Tensor | None:
         """Extra loss term the variant wants added to the classification loss."""

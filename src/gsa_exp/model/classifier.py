@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from gsa_exp.attention.base import SpatialAttention
+from gsa_exp.attention.maps import MapReporting
 from gsa_exp.backbones import split_outputs
 from gsa_exp.config.instantiate import instantiate_component
 from gsa_exp.data.splits import MULTICLASS, DataInfo
@@ -154,7 +155,7 @@ class ImageClassifier(pl.LightningModule):
         """Main logits of any number of images, for evaluation and figures.
 
         Also sets ``attention_maps``: the map each of these images got (N x H x W), or None
-        for variants with one shared map (``attention.shared_map()``).
+        for variants with one shared map (``attention.shared_map()``) and without a map.
 
         Variants that accept only batches of exactly n images (global attention with
         ``bank.source=batch``) get such batches: the images are cut into consecutive
@@ -169,7 +170,7 @@ class ImageClassifier(pl.LightningModule):
         size = self.attention.fixed_batch_size
         if size is None:
             logits, _ = split_outputs(self(images))
-            self.attention_maps = self.attention.last_image_maps()
+            self.attention_maps = self._recorded_maps()
             return logits
         logits, maps = [], []
         for chunk in images.split(size):
@@ -180,12 +181,15 @@ class ImageClassifier(pl.LightningModule):
                 batch = torch.cat([context, batch])
             chunk_logits, _ = split_outputs(self(batch[-size:]))
             logits.append(chunk_logits[-count:])
-            chunk_maps = self.attention.last_image_maps()
+            chunk_maps = self._recorded_maps()
             if chunk_maps is not None:
                 maps.append(chunk_maps[-count:])
             self._preceding = context[-(size - 1) :].detach() if size > 1 else None
         self.attention_maps = torch.cat(maps) if maps else None
         return torch.cat(logits)
+
+    def _recorded_maps(self) -> Tensor | None:
+        return self.attention.last_image_maps() if isinstance(self.attention, MapReporting) else None
 
     def reset_eval_context(self) -> None:
         """Forget the images of the previous evaluation loop (see ``infer``)."""

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
+from gsa_exp.attention import shared_map_of
 from gsa_exp.model.metrics import map_auroc
 from gsa_exp.training.interpret import MapMean, map_title, write_attention_outputs
 
@@ -87,7 +88,7 @@ class AttentionMapMonitor(pl.Callback):
         self._test_map: Tensor | None = None
 
     def _epoch_map(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor | None:
-        shared = pl_module.attention.shared_map()
+        shared = shared_map_of(pl_module.attention)
         if shared is not None:
             return shared
         return self._mean.value(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
@@ -133,7 +134,7 @@ class AttentionMapMonitor(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._test_map is None:
             return
-        averaged = None if pl_module.attention.shared_map() is not None else self._mean.count
+        averaged = None if shared_map_of(pl_module.attention) is not None else self._mean.count
         title = map_title(pl_module, averaged)
         _, overlays = write_attention_outputs(
             pl_module, trainer.datamodule, self._test_map, title, self.output_dir, self.samples_per_class
