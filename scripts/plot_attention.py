@@ -9,7 +9,7 @@
 The checkpoint carries the model and the run's config, so the data module is rebuilt
 from the config (generated again for the synthetic set, read from disk otherwise). Writes
 into --out (default: the run directory): attention_map.npy / .png (the shared map, or the
-mean map over the test set for local attention and global attention with bank.source=batch),
+mean map over the test set for local attention and per-batch global attention, global_batch),
 attention_samples.npz (the maps of a fixed sample of test images) and
 attention_overlays.png (the map over sample images of every class); prints the map's
 AUROC against the ground-truth region when the data set has one (synthetic).

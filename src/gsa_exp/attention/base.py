@@ -6,6 +6,8 @@ the map is a separate, optional protocol (``maps.MapReporting``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor, nn
 
 
@@ -27,6 +29,16 @@ class SpatialAttention(nn.Module):
 
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""
+
+    def infer(self, images: Tensor, logits_of: Callable[[Tensor], Tensor]) -> Tensor:
+        """Main logits of any number of images; ``logits_of`` runs the whole model on one batch.
+
+        Variants that take batches of one size only (``fixed_batch_size``) form them here.
+        """
+        return logits_of(images)
+
+    def reset_eval_context(self) -> None:
+        """Forget what ``infer`` kept from the previous evaluation loop (a new loop starts)."""
 
     def regularization_loss(self) -> Tensor | None:
         """Extra loss term the variant wants added to the classification loss."""

@@ -66,11 +66,11 @@ class AttentionMapMonitor(pl.Callback):
     """Logs the run's attention map each validation epoch, scores it, and draws it after testing.
 
     The run's map is the shared map (global, static), or, for variants whose maps differ
-    between images or batches (local; global with ``bank.source=batch``), the mean over the
-    evaluated images of the maps they got (``ImageClassifier.attention_maps`` after each
-    evaluation batch). It goes to TensorBoard as ``attention/map`` every validation epoch,
-    and is scored against the region that carries the class signal when the data set knows
-    it (the synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
+    between images or batches (local; global_batch), the mean over the evaluated images
+    of the maps they got (``ImageClassifier.attention_maps`` after each evaluation batch).
+    It goes to TensorBoard as ``attention/map`` every validation epoch, and is scored
+    against the region that carries the class signal when the data set knows it (the
+    synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
     ``output_dir``: the map of the tested weights (``attention_map.npy`` / ``.png``), the
     maps of a fixed sample of test images (``attention_samples.npz``, ``samples_per_class``
     per class) and their overlays (``attention_overlays.png``, also ``attention/overlays``

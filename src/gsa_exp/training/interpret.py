@@ -1,8 +1,8 @@
 """What a run's attention shows: its map, the maps of a fixed sample of test images, overlays.
 
 * The run's map: the one shared map (global attention with a fixed bank, static), or the
-  mean over the evaluated images of the maps they got (local attention; global attention
-  with ``bank.source=batch``, where each batch has its own map).
+  mean over the evaluated images of the maps they got (local attention; per-batch global
+  attention, ``global_batch``, where each batch has its own map).
 * The fixed sample: the first ``per_class`` test images of every class (multi-label: of
   every label), in split order, so every run and every regeneration shows the same images.
   Their maps are their own for image-specific attention (local), the run's map otherwise.
