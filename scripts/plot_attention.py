@@ -9,7 +9,7 @@
 The checkpoint carries the model and the run's config, so the data module is rebuilt
 from the config (generated again for the synthetic set, read from disk otherwise). Writes
 into --out (default: the run directory): attention_map.npy / .png (the shared map, or the
-mean map over the test set for local attention and global attention with bank.source=batch),
+mean map over the test set for local attention and per-batch global attention, global_batch),
 attention_samples.npz (the maps of a fixed sample of test images) and
 attention_overlays.png (the map over sample images of every class); prints the map's
 AUROC against the ground-truth region when the data set has one (synthetic).
@@ -38,7 +38,7 @@ os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from gsa_exp.attention import NoAttention  # noqa: E402
+from gsa_exp.attention import MapReporting  # noqa: E402
 from gsa_exp.config.resolvers import register_resolvers  # noqa: E402
 from gsa_exp.model.classifier import ImageClassifier  # noqa: E402
 from gsa_exp.model.metrics import map_auroc  # noqa: E402
@@ -151,7 +151,7 @@ def plot(
     out_dir = Path(out) if out is not None else run_directory(checkpoint_path)
     model = ImageClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu")
     model.eval()
-    if isinstance(model.attention, NoAttention):
+    if not isinstance(model.attention, MapReporting):
         raise PlotError(f"{checkpoint_path} has no attention (attention=none): there is no map to plot")
     try:
         datamodule = build_datamodule(dataset_config(OmegaConf.create({}), trained))

@@ -197,3 +197,14 @@ def test_pretrained_weights_load_from_the_cache(tmp_path, monkeypatch):
     expected = reference.conv1.weight.sum(dim=1, keepdim=True)
     assert torch.allclose(model.conv1.weight, expected)
     assert model.fc.out_features == 3
+
+
+def test_checkpoints_written_before_the_registry_still_name_a_builder_that_works():
+    import gsa_exp.backbones
+    from gsa_exp.model.instantiate import instantiate_component
+
+    old_node = {**yaml_options("resnet"), "_target_": "gsa_exp.backbones.build_resnet"}  # name: stripped
+    model = instantiate_component(old_node, in_channels=1, num_classes=3, image_size=32)
+    assert model.fc.out_features == 3 and model.conv1.in_channels == 1
+    with pytest.raises(AttributeError, match="has no attribute 'build_alexnet'"):
+        getattr(gsa_exp.backbones, "build_alexnet")  # noqa: B009

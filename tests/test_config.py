@@ -13,6 +13,7 @@ from conftest import CONF, TINY_DATA, compose_config, dataset_choices, run_scrip
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from gsa_exp.attention import attention_class
 from gsa_exp.backbones import list_backbones
 from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
 from gsa_exp.data import ArrayDataModule, get_source, list_sources
@@ -82,8 +83,7 @@ def test_backbone_choice_builds_a_model(choice):
 @pytest.mark.parametrize("choice", choices("attention"))
 def test_attention_choice_builds(choice):
     model = build_model(compose_config([f"attention={choice}"]), INFO)
-    classes = {"none": "No", "global": "GlobalSpatial", "local": "LocalSpatial", "static": "StaticSpatial"}
-    assert type(model.attention).__name__ == f"{classes[choice]}Attention"
+    assert type(model.attention) is attention_class(choice)
     assert model.hparams.attention["name"] == choice
 
 

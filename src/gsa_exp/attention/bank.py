@@ -8,9 +8,9 @@ the pixel classifier runs as 1x1 convolutions.
 Everything here works in chunks of images so that building the bank never needs more
 temporary memory than the bank itself plus one chunk.
 
-``source=batch`` is the other reading: the features of a pixel are its intensities in the
-images of the current mini-batch (``batch_bank``), so K = batch_size x C is fixed by the
-batch size and nothing is stored.
+``source=batch`` is the other reading, the variant ``global_batch``: the features of a pixel
+are its intensities in the images of the current mini-batch (``batch_bank``), so
+K = batch_size x C is fixed by the batch size and nothing is stored.
 """
 
 from __future__ import annotations
@@ -61,9 +61,7 @@ def selected_image_count(num_train: int, num_images: int | None) -> int:
 
 
 def bank_depth(num_train: int, channels: int, options: BankOptions) -> int:
-    """Number of bank rows K, known before any image is read (it sizes the classifier)."""
-    if options.source == "batch":
-        return options.batch_size * channels
+    """Number of bank rows K of the fixed bank, known before any image is read (it sizes the classifier)."""
     if options.components is not None:
         return options.components + 1  # the mean image plus the principal components
     return selected_image_count(num_train, options.num_images) * channels

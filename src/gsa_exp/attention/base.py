@@ -1,6 +1,12 @@
-"""The contract every attention variant fulfils, so the model and callbacks treat them alike."""
+"""The contract every attention variant fulfils, so the model treats them alike.
+
+It is the map a variant applies (``forward``) and the few hooks the model calls; showing
+the map is a separate, optional protocol (``maps.MapReporting``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from torch import Tensor, nn
 
@@ -12,8 +18,6 @@ class SpatialAttention(nn.Module):
     needs_training_data: bool = False
     #: The attention's learning rate is the optimiser's times this (its own parameter group).
     lr_multiplier: float = 1.0
-    #: True when every image gets its own map (local attention); False when the map is shared.
-    image_specific: bool = False
 
     @property
     def fixed_batch_size(self) -> int | None:
@@ -26,17 +30,15 @@ class SpatialAttention(nn.Module):
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         """Data-dependent initialisation from the deterministic training images (uint8, N x C x H x W)."""
 
-    def shared_map(self) -> Tensor | None:
-        """The one H x W map applied to every image, or None when maps differ between images or batches."""
-        return None
+    def infer(self, images: Tensor, logits_of: Callable[[Tensor], Tensor]) -> Tensor:
+        """Main logits of any number of images; ``logits_of`` runs the whole model on one batch.
 
-    def last_image_maps(self) -> Tensor | None:
-        """The H x W map each image of the last evaluation forward got (B x H x W, detached).
-
-        None for variants that answer ``shared_map()`` (and for no attention); the others
-        record their maps in eval mode only, so training pays nothing for it.
+        Variants that take batches of one size only (``fixed_batch_size``) form them here.
         """
-        return None
+        return logits_of(images)
+
+    def reset_eval_context(self) -> None:
+        """Forget what ``infer`` kept from the previous evaluation loop (a new loop starts)."""
 
     def regularization_loss(self) -> Tensor | None:
         """Extra loss term the variant wants added to the classification loss."""
@@ -44,14 +46,3 @@ class SpatialAttention(nn.Module):
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Hook for schedules such as freezing parts of the module after some epochs."""
-
-
-class NoAttention(SpatialAttention):
-    """The paper's baseline: the backbone sees the image unchanged."""
-
-    def __init__(self, *, in_channels: int, image_size: int, num_train: int) -> None:
-        # Same construction arguments as every variant, so the model builds them alike.
-        super().__init__()
-
-    def forward(self, images: Tensor) -> Tensor:
-        return images

@@ -43,7 +43,12 @@ class LearnedMapAttention(SpatialAttention):
     variant has them, with one meaning. Subclasses put every spatial map of the current
     training step into ``_step_maps`` (``remember``), so the regularisers see the maps the
     loss was computed with.
+
+    Each has a map to show (``MapReporting``): a subclass answers ``shared_map`` (one map
+    for every image) or ``last_image_maps`` (a map per image), and the other stays None.
     """
+
+    image_specific: bool = False
 
     def __init__(
         self,
@@ -69,6 +74,12 @@ class LearnedMapAttention(SpatialAttention):
         self.regularization = RegularizationOptions(**regularization)
         self.freeze_after_epochs = freeze_after_epochs
         self._step_maps: list[Tensor] = []  # the spatial maps of the current training step
+
+    def shared_map(self) -> Tensor | None:
+        return None
+
+    def last_image_maps(self) -> Tensor | None:
+        return None
 
     def gate(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits / self.temperature)

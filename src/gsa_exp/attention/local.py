@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
+from gsa_exp.attention.registry import register_attention
 
 PLACEMENTS = ("input", "stages")
 
@@ -80,6 +81,7 @@ class _StageHook:
         return self.attention.stage_block(self.index, output)
 
 
+@register_attention("local")
 class LocalSpatialAttention(LearnedMapAttention):
     """CBAM-style attention: one spatial map per image, on the input or after every backbone stage."""
 

@@ -14,8 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
+from gsa_exp.attention.registry import register_attention
 
 
+@register_attention("static")
 class StaticSpatialAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), A = sigmoid(logits / temperature), logits one free H x W parameter."""
 

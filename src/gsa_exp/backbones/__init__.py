@@ -6,6 +6,7 @@ is one module (plus its YAML in ``conf/backbone/``) and no list to edit.
 
 import importlib
 import pkgutil
+from functools import partial
 
 from gsa_exp.backbones.common import BackboneError, split_outputs
 from gsa_exp.backbones.registry import (
@@ -19,6 +20,15 @@ from gsa_exp.backbones.registry import (
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def __getattr__(attribute: str) -> object:
+    """``build_<family>``: the targets checkpoints written before the registry name; they still load."""
+    family = attribute.removeprefix("build_")
+    if attribute.startswith("build_") and family in list_backbones():
+        return partial(create_backbone, family)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+
 
 __all__ = [
     "BackboneError",

@@ -98,9 +98,7 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
 
     with torch.device("meta"):
         try:
-            backbone = instantiate_component(
-                cfg.backbone, name=cfg.backbone.name, in_channels=channels, num_classes=2, image_size=image_size
-            )
+            backbone = instantiate_component(cfg.backbone, in_channels=channels, num_classes=2, image_size=image_size)
         except Exception as error:  # the builders' messages already name the key
             raise _component_error("backbone", error) from error
         try:
@@ -111,8 +109,13 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
 
 
 def validate_batch_bank(cfg: DictConfig) -> None:
-    """Global attention with ``bank.source=batch`` reads its features from batches of one fixed size."""
-    if _value(cfg, "attention.bank.source") != "batch":
+    """Per-batch global attention (``attention=global_batch``, or ``global`` with ``bank.source=batch``)
+    reads its features from batches of one fixed size."""
+    if _value(cfg, "attention.name") == "global_batch":
+        spelling = "attention=global_batch"
+    elif _value(cfg, "attention.bank.source") == "batch":
+        spelling = "attention.bank.source=batch"
+    else:
         return
     require_int(cfg, "attention.bank.batch_size", 1)
     fixed, batch = _value(cfg, "attention.bank.batch_size"), _value(cfg, "dataset.batch_size")
@@ -120,7 +123,7 @@ def validate_batch_bank(cfg: DictConfig) -> None:
         _fail(
             "attention.bank.batch_size",
             fixed,
-            f"must equal dataset.batch_size={batch} with attention.bank.source=batch (the map is computed from "
+            f"must equal dataset.batch_size={batch} with {spelling} (the map is computed from "
             "each batch's own pixels); set both to the same value",
         )
     eval_batch = _value(cfg, "dataset.eval_batch_size")
@@ -128,7 +131,7 @@ def validate_batch_bank(cfg: DictConfig) -> None:
         _fail(
             "dataset.eval_batch_size",
             eval_batch,
-            f"must be a multiple of attention.bank.batch_size={fixed} with attention.bank.source=batch "
+            f"must be a multiple of attention.bank.batch_size={fixed} with {spelling} "
             f"(evaluation runs in batches of exactly {fixed} images), e.g. {fixed * max(1, eval_batch // fixed)}",
         )
 

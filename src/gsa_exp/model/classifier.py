@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 
 from gsa_exp.attention.base import SpatialAttention
+from gsa_exp.attention.maps import MapReporting
 from gsa_exp.backbones import split_outputs
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.confusion import (
@@ -66,7 +67,6 @@ class ImageClassifier(pl.LightningModule):
         )
         self.backbone: nn.Module = instantiate_component(
             backbone,
-            name=backbone["name"],  # the registered family: the one descriptive key create_backbone takes
             in_channels=info.channels,
             num_classes=info.num_classes,
             image_size=info.image_size,
@@ -76,7 +76,6 @@ class ImageClassifier(pl.LightningModule):
         self._compile_options: dict[str, Any] | None = None  # performance.compile (see optimize_for_speed)
         self._compiled_methods: dict[str, Any] = {}
         self.attention_maps: Tensor | None = None  # per-image maps of the last infer() call (see there)
-        self._preceding: Tensor | None = None  # fixed-batch variants: images that complete a short batch
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
         if info.task == MULTICLASS:
@@ -160,42 +159,23 @@ class ImageClassifier(pl.LightningModule):
         """Main logits of any number of images, for evaluation and figures.
 
         Also sets ``attention_maps``: the map each of these images got (N x H x W), or None
-        for variants with one shared map (``attention.shared_map()``).
-
-        Variants that accept only batches of exactly n images (global attention with
-        ``bank.source=batch``) get such batches: the images are cut into consecutive
-        chunks of n, and a short chunk is completed with the images evaluated just before
-        it in this evaluation loop (with repeats of its own images when fewer came before,
-        i.e. the whole split is smaller than n); the outputs of the completing images are
-        discarded. Every image is thus evaluated once, in a batch of n images of its own
-        split, and the result does not depend on the evaluation batch size as long as it
-        is a multiple of n (checked by the config validation). ``reset_eval_context``
-        starts a new loop.
+        for variants with one shared map (``attention.shared_map()``) and without a map.
+        The attention forms the batches (``SpatialAttention.infer``): a variant that takes
+        batches of one size only (``global_batch``) evaluates every image once in a batch of
+        that size, completed with images evaluated before it; ``reset_eval_context`` starts
+        a new loop.
         """
-        size = self.attention.fixed_batch_size
-        if size is None:
-            logits, _ = split_outputs(self(images))
-            self.attention_maps = self.attention.last_image_maps()
-            return logits
-        logits, maps = [], []
-        for chunk in images.split(size):
-            count = chunk.shape[0]
-            context = chunk if self._preceding is None else torch.cat([self._preceding, chunk])
-            batch = context
-            while batch.shape[0] < size:
-                batch = torch.cat([context, batch])
-            chunk_logits, _ = split_outputs(self(batch[-size:]))
-            logits.append(chunk_logits[-count:])
-            chunk_maps = self.attention.last_image_maps()
-            if chunk_maps is not None:
-                maps.append(chunk_maps[-count:])
-            self._preceding = context[-(size - 1) :].detach() if size > 1 else None
-        self.attention_maps = torch.cat(maps) if maps else None
-        return torch.cat(logits)
+        logits = self.attention.infer(images, self._main_logits)
+        self.attention_maps = self.attention.last_image_maps() if isinstance(self.attention, MapReporting) else None
+        return logits
+
+    def _main_logits(self, images: Tensor) -> Tensor:
+        logits, _ = split_outputs(self(images))
+        return logits
 
     def reset_eval_context(self) -> None:
         """Forget the images of the previous evaluation loop (see ``infer``)."""
-        self._preceding = None
+        self.attention.reset_eval_context()
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return logits.softmax(dim=1) if self.data_info.task == MULTICLASS else logits.sigmoid()

@@ -42,8 +42,8 @@ def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
 def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, model: ImageClassifier) -> None:
     """Batches on the device, and padded evaluation batches for a compiled model (one shape to compile).
 
-    Global attention with ``bank.source=batch`` already evaluates in batches of its one fixed
-    size (``ImageClassifier.infer``), so it needs no padding.
+    Per-batch global attention (``global_batch``) already evaluates in batches of its one
+    fixed size (``GlobalBatchAttention.infer``), so it needs no padding.
     """
     datamodule.configure_batches(
         on_device=performance.data_on_device,

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
+from gsa_exp.attention import shared_map_of
 from gsa_exp.model.metrics import map_auroc
 from gsa_exp.training.interpret import MapMean, map_title, write_attention_outputs
 
@@ -65,11 +66,11 @@ class AttentionMapMonitor(pl.Callback):
     """Logs the run's attention map each validation epoch, scores it, and draws it after testing.
 
     The run's map is the shared map (global, static), or, for variants whose maps differ
-    between images or batches (local; global with ``bank.source=batch``), the mean over the
-    evaluated images of the maps they got (``ImageClassifier.attention_maps`` after each
-    evaluation batch). It goes to TensorBoard as ``attention/map`` every validation epoch,
-    and is scored against the region that carries the class signal when the data set knows
-    it (the synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
+    between images or batches (local; global_batch), the mean over the evaluated images
+    of the maps they got (``ImageClassifier.attention_maps`` after each evaluation batch).
+    It goes to TensorBoard as ``attention/map`` every validation epoch, and is scored
+    against the region that carries the class signal when the data set knows it (the
+    synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
     ``output_dir``: the map of the tested weights (``attention_map.npy`` / ``.png``), the
     maps of a fixed sample of test images (``attention_samples.npz``, ``samples_per_class``
     per class) and their overlays (``attention_overlays.png``, also ``attention/overlays``
@@ -87,7 +88,7 @@ class AttentionMapMonitor(pl.Callback):
         self._test_map: Tensor | None = None
 
     def _epoch_map(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor | None:
-        shared = pl_module.attention.shared_map()
+        shared = shared_map_of(pl_module.attention)
         if shared is not None:
             return shared
         return self._mean.value(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
@@ -133,7 +134,7 @@ class AttentionMapMonitor(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._test_map is None:
             return
-        averaged = None if pl_module.attention.shared_map() is not None else self._mean.count
+        averaged = None if shared_map_of(pl_module.attention) is not None else self._mean.count
         title = map_title(pl_module, averaged)
         _, overlays = write_attention_outputs(
             pl_module, trainer.datamodule, self._test_map, title, self.output_dir, self.samples_per_class

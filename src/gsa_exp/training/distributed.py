@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from gsa_exp.attention import shared_map_of
+
 
 class SharedMapConsistency(pl.Callback):
     """Under data-parallel training, proves every rank applies the same global attention map.
@@ -21,7 +23,7 @@ class SharedMapConsistency(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size < 2 or trainer.sanity_checking:
             return
-        attention_map = pl_module.attention.shared_map()
+        attention_map = shared_map_of(pl_module.attention)
         if attention_map is None:
             return
         maps = trainer.strategy.all_gather(attention_map.detach().float())  # world_size x H x W

@@ -80,7 +80,7 @@ def gradcam_maps(model: Any, images: Tensor, targets: Tensor) -> Tensor:
     if model.attention.fixed_batch_size is not None:  # its forward runs the backbone once per batch of n images
         raise ExplainError(
             f"Grad-CAM needs a model that takes any batch; this one takes batches of exactly "
-            f"{model.attention.fixed_batch_size} images (attention.bank.source=batch)"
+            f"{model.attention.fixed_batch_size} images (attention=global_batch, or attention.bank.source=batch)"
         )
     training = model.training
     model.eval()

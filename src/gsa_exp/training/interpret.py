@@ -1,8 +1,8 @@
 """What a run's attention shows: its map, the maps of a fixed sample of test images, overlays.
 
 * The run's map: the one shared map (global attention with a fixed bank, static), or the
-  mean over the evaluated images of the maps they got (local attention; global attention
-  with ``bank.source=batch``, where each batch has its own map).
+  mean over the evaluated images of the maps they got (local attention; per-batch global
+  attention, ``global_batch``, where each batch has its own map).
 * The fixed sample: the first ``per_class`` test images of every class (multi-label: of
   every label), in split order, so every run and every regeneration shows the same images.
   Their maps are their own for image-specific attention (local), the run's map otherwise.
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gsa_exp.attention import MapReporting, shared_map_of
 from gsa_exp.data.splits import MULTICLASS
 from gsa_exp.run_files import OVERLAYS_PNG, SAMPLES_NPZ
 from gsa_exp.training.outputs import save_attention_map
@@ -86,7 +87,7 @@ def mean_map(model: Any, datamodule: Any, split: str = "test") -> tuple[Tensor |
 
 def run_map(model: Any, datamodule: Any) -> tuple[Tensor | None, str]:
     """The run's map and its title: the shared map, or the mean over the test split."""
-    shared = model.attention.shared_map()
+    shared = shared_map_of(model.attention)
     if shared is not None:
         return shared, map_title(model, None)
     averaged, count = mean_map(model, datamodule)
@@ -142,7 +143,7 @@ def take_sample(model: Any, datamodule: Any, attention_map: Tensor, per_class: i
         positions.append((name, list(range(start, start + len(chosen)))))
         start += len(chosen)
     maps = None
-    if model.attention.image_specific:
+    if isinstance(model.attention, MapReporting) and model.attention.image_specific:
         with evaluating(model):
             model.infer(images.to(model.device))
             maps = model.attention_maps

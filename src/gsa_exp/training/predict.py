@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from gsa_exp.attention import shared_map_of
 from gsa_exp.config.validation import validate_predict_config
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
@@ -78,7 +79,7 @@ def predict(cfg: DictConfig) -> Path:
         for batch in images.split(cfg.batch_size):
             logits = model.infer(batch.to(device).float().div_(255.0))
             probabilities.append(model.probabilities(logits).float().cpu())
-            shared = model.attention.shared_map()
+            shared = shared_map_of(model.attention)
             per_image = model.attention_maps if shared is None else shared.expand(len(batch), -1, -1)
             maps.append(per_image.float().cpu() if per_image is not None else None)
     scores = torch.cat(probabilities)
