@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gsa_exp.attention import GlobalSpatialAttention, LocalSpatialAttention, StaticSpatialAttention
 from gsa_exp.backbones import list_backbones
-from gsa_exp.config.validation import ConfigError, validate_train_config
+from gsa_exp.config.validation import ConfigError, option_errors_located, validate_train_config
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_datamodule, build_model
 from gsa_exp.training.interpret import OVERLAYS_PNG, SAMPLES_NPZ, sample_rows
@@ -254,8 +254,13 @@ def test_batch_bank_refuses_a_batch_of_the_wrong_size_naming_both_sizes():
     with pytest.raises(ValueError) as error:
         attention(images(5))
     message = str(error.value)
-    assert "attention.bank.batch_size=8" in message and "a batch of 5" in message
-    assert "dataset.batch_size=8" in message
+    assert "bank.batch_size=8" in message and "a batch of 5" in message
+    assert "set batch_size=8" in message and "attention." not in message  # the module names its own options
+    with pytest.raises(ValueError) as error:  # a run reports it with the config paths (train, eval, predict)
+        with option_errors_located():
+            attention(images(5))
+    message = str(error.value)
+    assert "attention.bank.batch_size=8" in message and "set dataset.batch_size=8" in message
 
 
 def test_config_validation_checks_the_batch_bank_sizes(tiny_config):

@@ -108,12 +108,12 @@ def make(**changes) -> GlobalBatchAttention:
 
 
 def test_options_it_cannot_use_are_refused_naming_the_key():
-    with pytest.raises(ValueError, match=r"attention.bank.batch_size=0 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^bank.batch_size=0 must be a positive integer"):
         make(bank=dict(batch_size=0, standardize=True))
     with pytest.raises(
         ValueError,
-        match=r"attention.classifier.init: per-batch global attention reads no training split to start from "
-        r"\(its map starts uniform at init_bias\); remove attention.classifier.init, init_scale",
+        match=r"^classifier.init: per-batch global attention reads no training split to start from "
+        r"\(its map starts uniform at init_bias\); remove classifier.init, init_scale",
     ):
         make(classifier={**CLASSIFIER, "init": "class_contrast", "init_scale": 2.0})
 

@@ -22,7 +22,11 @@ class OptionError(ValueError):
     ``str(error)`` shows the bare names (``stem='tiny' is not one of ...``); ``located``
     shows the config paths the caller knows (``backbone.stem='tiny' is not one of ...``).
     Values written into the message go through ``literal`` so a ``$`` in them stays as it is.
+    ``component`` is the kind of component raising it (its config group), for errors raised
+    while training runs, where no caller knows which component it came from.
     """
+
+    component: str | None = None
 
     def __init__(self, template: str) -> None:
         self.template = template

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gsa_exp.attention.base import AttentionError
+
 _EPS = 1e-6
 _SERIAL_EIGH_LIMIT = 1024  # eigen-decompositions up to this size run on one thread (see _eigh)
 SOURCES = ("train", "batch")
@@ -39,21 +41,19 @@ class BankOptions:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"attention.bank.source={self.source!r} is not supported; allowed: {list(SOURCES)}")
+            raise AttentionError(f"$bank.source={self.source!r} is not supported; allowed: {list(SOURCES)}")
         if self.source == "batch":
             if self.batch_size is None or self.batch_size < 1:
-                raise ValueError(
-                    f"attention.bank.batch_size={self.batch_size} must be a positive integer with "
-                    "attention.bank.source=batch (the fixed batch size; set it to dataset.batch_size)"
+                raise AttentionError(
+                    f"$bank.batch_size={self.batch_size} must be a positive integer with "
+                    "$bank.source=batch (the fixed batch size; set it to $batch_size)"
                 )
         if self.num_images is not None and self.num_images < 1:
-            raise ValueError(f"attention.bank.num_images={self.num_images} must be a positive integer or null (all)")
+            raise AttentionError(f"$bank.num_images={self.num_images} must be a positive integer or null (all)")
         if self.components is not None and self.components < 1:
-            raise ValueError(
-                f"attention.bank.components={self.components} must be a positive integer or null (raw bank)"
-            )
+            raise AttentionError(f"$bank.components={self.components} must be a positive integer or null (raw bank)")
         if self.chunk_size < 1:
-            raise ValueError(f"attention.bank.chunk_size={self.chunk_size} must be a positive integer")
+            raise AttentionError(f"$bank.chunk_size={self.chunk_size} must be a positive integer")
 
 
 def selected_image_count(num_train: int, num_images: int | None) -> int:
@@ -201,8 +201,8 @@ def _compressed_bank(images: Tensor, indices: Tensor, options: BankOptions) -> T
     pixels = images.shape[2] * images.shape[3]
     limit = min(rows_total, pixels)
     if options.components > limit:
-        raise ValueError(
-            f"attention.bank.components={options.components} exceeds min(images x channels, H x W) = {limit}; "
+        raise AttentionError(
+            f"$bank.components={options.components} exceeds min(images x channels, H x W) = {limit}; "
             f"use at most {limit}"
         )
     chunks = _chunks(indices, images.shape[0], options.chunk_size)

@@ -10,6 +10,14 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from gsa_exp.errors import OptionError
+
+
+class AttentionError(OptionError):
+    """An attention option that cannot work; the message names it relative to the variant (``$bank.components``)."""
+
+    component = "attention"
+
 
 class SpatialAttention(nn.Module):
     """Re-weights the pixels of an image batch before the backbone sees it."""

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsa_exp.attention.bank import BankOptions, bank_depth, build_bank
+from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.contrast import class_separability, fit_linear_readout, standardized
 from gsa_exp.attention.global_batch import GlobalBatchAttention
 from gsa_exp.attention.learned_map import LearnedMapAttention, RegularizationOptions, apply_gate
@@ -67,9 +68,9 @@ class GlobalSpatialAttention(LearnedMapAttention):
     # -- data -------------------------------------------------------------------------
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(
+            raise AttentionError(
                 f"global attention was built for {self.image_size}x{self.image_size} images but the training "
-                f"images are {images.shape[-2]}x{images.shape[-1]}; every image must share dataset.image_size"
+                f"images are {images.shape[-2]}x{images.shape[-1]}; every image must share $image_size"
             )
         bank = build_bank(images, labels, self.bank_options)
         if bank.shape != self.bank.shape:
@@ -130,9 +131,9 @@ class GlobalSpatialAttention(LearnedMapAttention):
     def forward(self, images: Tensor) -> Tensor:
         attention = self.attention_map()
         if images.shape[-2:] != attention.shape[-2:]:
-            raise ValueError(
+            raise AttentionError(
                 f"images of {images.shape[-2]}x{images.shape[-1]} do not fit the global attention map of "
-                f"{attention.shape[-2]}x{attention.shape[-1]}; set dataset.image_size={self.image_size}"
+                f"{attention.shape[-2]}x{attention.shape[-1]}; set $image_size={self.image_size}"
             )
         return apply_gate(images, attention, self.mode)
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from gsa_exp.attention.bank import BankOptions, batch_bank
+from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 from gsa_exp.attention.pixel_classifier import PixelClassifierOptions, build_pixel_classifier
 from gsa_exp.attention.registry import register_attention
@@ -40,9 +41,9 @@ class BatchBankOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(
-                f"attention.bank.batch_size={self.batch_size} must be a positive integer "
-                "(the fixed batch size; set it to dataset.batch_size)"
+            raise AttentionError(
+                f"$bank.batch_size={self.batch_size} must be a positive integer "
+                "(the fixed batch size; set it to $batch_size)"
             )
 
 
@@ -63,9 +64,9 @@ class GlobalBatchAttention(LearnedMapAttention):
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         if fixed := sorted(set(classifier) & set(_UNIFORM_START)):
-            raise ValueError(
-                f"attention.classifier.{fixed[0]}: per-batch global attention reads no training split to start "
-                f"from (its map starts uniform at init_bias); remove attention.classifier.{', '.join(fixed)}"
+            raise AttentionError(
+                f"$classifier.{fixed[0]}: per-batch global attention reads no training split to start "
+                f"from (its map starts uniform at init_bias); remove $classifier.{', '.join(fixed)}"
             )
         self.bank_options = BatchBankOptions(**bank)
         self.classifier_options = PixelClassifierOptions(**classifier, **_UNIFORM_START)
@@ -99,10 +100,10 @@ class GlobalBatchAttention(LearnedMapAttention):
         """The 1 x 1 x H x W map of this batch, from its own pixels."""
         expected = self.bank_options.batch_size
         if images.shape[0] != expected:
-            raise ValueError(
-                f"global attention with attention.bank.source=batch reads its pixel features from batches of exactly "
-                f"attention.bank.batch_size={expected} images, but got a batch of {images.shape[0]}; set "
-                f"dataset.batch_size={expected} (or attention.bank.batch_size and dataset.batch_size to one new "
+            raise AttentionError(
+                f"global attention with $bank.source=batch reads its pixel features from batches of exactly "
+                f"$bank.batch_size={expected} images, but got a batch of {images.shape[0]}; set "
+                f"$batch_size={expected} (or $bank.batch_size and $batch_size to one new "
                 "value), and evaluate through ImageClassifier.infer, which completes short batches"
             )
         attention = self.gate(self.classifier(batch_bank(images, self.bank_options.standardize)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gsa_exp.attention.base import SpatialAttention
+from gsa_exp.attention.base import AttentionError, SpatialAttention
 
 MODES = ("multiply", "residual")
 
@@ -28,7 +28,7 @@ class RegularizationOptions:
     def __post_init__(self) -> None:
         for key in ("sparsity", "binarization"):
             if getattr(self, key) < 0:
-                raise ValueError(f"attention.regularization.{key}={getattr(self, key)} must be >= 0")
+                raise AttentionError(f"$regularization.{key}={getattr(self, key)} must be >= 0")
 
 
 def apply_gate(features: Tensor, gate: Tensor, mode: str) -> Tensor:
@@ -61,13 +61,13 @@ class LearnedMapAttention(SpatialAttention):
     ) -> None:
         super().__init__()
         if lr_multiplier <= 0:
-            raise ValueError(f"attention.lr_multiplier={lr_multiplier} must be positive")
+            raise AttentionError(f"$lr_multiplier={lr_multiplier} must be positive")
         if mode not in MODES:
-            raise ValueError(f"attention.mode={mode!r} is not one of {list(MODES)}")
+            raise AttentionError(f"$mode={mode!r} is not one of {list(MODES)}")
         if temperature <= 0:
-            raise ValueError(f"attention.temperature={temperature} must be positive")
+            raise AttentionError(f"$temperature={temperature} must be positive")
         if freeze_after_epochs is not None and freeze_after_epochs < 0:
-            raise ValueError(f"attention.freeze_after_epochs={freeze_after_epochs} must be >= 0 or null")
+            raise AttentionError(f"$freeze_after_epochs={freeze_after_epochs} must be >= 0 or null")
         self.lr_multiplier = float(lr_multiplier)
         self.temperature = float(temperature)
         self.mode = mode

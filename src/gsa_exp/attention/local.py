@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 from gsa_exp.attention.registry import register_attention
 
@@ -101,11 +102,11 @@ class LocalSpatialAttention(LearnedMapAttention):
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         if placement not in PLACEMENTS:
-            raise ValueError(f"attention.placement={placement!r} is not one of {list(PLACEMENTS)}")
+            raise AttentionError(f"$placement={placement!r} is not one of {list(PLACEMENTS)}")
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"attention.kernel_size={kernel_size} must be a positive odd integer")
+            raise AttentionError(f"$kernel_size={kernel_size} must be a positive odd integer")
         if reduction < 1:
-            raise ValueError(f"attention.reduction={reduction} must be a positive integer")
+            raise AttentionError(f"$reduction={reduction} must be a positive integer")
         self.placement = placement
         self.kernel_size, self.reduction, self.init_bias = kernel_size, reduction, float(init_bias)
         self.in_channels, self.image_size = in_channels, image_size
@@ -125,9 +126,9 @@ class LocalSpatialAttention(LearnedMapAttention):
             raise RuntimeError("local attention is already attached to a backbone")
         stages = getattr(backbone, "feature_info", None)  # declared by every registered backbone
         if stages is None:
-            raise ValueError(
-                f"attention.placement=stages needs a backbone that declares its stages (feature_info), "
-                f"not {type(backbone).__name__}; use attention.placement=input"
+            raise AttentionError(
+                f"$placement=stages needs a backbone that declares its stages (feature_info), "
+                f"not {type(backbone).__name__}; use $placement=input"
             )
         for index, stage in enumerate(stages):
             self.channel_gates.append(ChannelGate(stage.channels, self.reduction, self.init_bias))

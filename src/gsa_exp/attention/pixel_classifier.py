@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gsa_exp.attention.base import AttentionError
+
 _CLASSIFIERS = ("linear", "mlp")
 _INITS = ("constant", "class_contrast")
 
@@ -29,22 +31,22 @@ class PixelClassifierOptions:
 
     def __post_init__(self) -> None:
         if self.kind not in _CLASSIFIERS:
-            raise ValueError(f"attention.classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
+            raise AttentionError(f"$classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
         if self.init not in _INITS:
-            raise ValueError(f"attention.classifier.init={self.init!r} is not one of {list(_INITS)}")
+            raise AttentionError(f"$classifier.init={self.init!r} is not one of {list(_INITS)}")
         if self.init == "class_contrast" and self.kind != "linear":
-            raise ValueError(
-                f"attention.classifier.init='class_contrast' needs attention.classifier.kind='linear', got "
-                f"{self.kind!r}; with kind={self.kind} set attention.classifier.init=constant"
+            raise AttentionError(
+                f"$classifier.init='class_contrast' needs $classifier.kind='linear', got "
+                f"{self.kind!r}; with kind={self.kind} set $classifier.init=constant"
             )
         if self.init_scale < 0:
-            raise ValueError(f"attention.classifier.init_scale={self.init_scale} must be >= 0")
+            raise AttentionError(f"$classifier.init_scale={self.init_scale} must be >= 0")
         if self.init_smoothing < 1 or self.init_smoothing % 2 == 0:
-            raise ValueError(f"attention.classifier.init_smoothing={self.init_smoothing} must be an odd integer >= 1")
+            raise AttentionError(f"$classifier.init_smoothing={self.init_smoothing} must be an odd integer >= 1")
         if self.hidden < 1:
-            raise ValueError(f"attention.classifier.hidden={self.hidden} must be a positive integer")
+            raise AttentionError(f"$classifier.hidden={self.hidden} must be a positive integer")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"attention.classifier.kernel_size={self.kernel_size} must be a positive odd integer")
+            raise AttentionError(f"$classifier.kernel_size={self.kernel_size} must be a positive odd integer")
 
 
 class BankConv2d(nn.Conv2d):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 from gsa_exp.attention.registry import register_attention
 
@@ -48,8 +49,8 @@ class StaticSpatialAttention(LearnedMapAttention):
 
     def forward(self, images: Tensor) -> Tensor:
         if images.shape[-2:] != self.logits.shape[-2:]:
-            raise ValueError(
+            raise AttentionError(
                 f"images of {images.shape[-2]}x{images.shape[-1]} do not fit the static attention map of "
-                f"{self.image_size}x{self.image_size}; set dataset.image_size={self.image_size}"
+                f"{self.image_size}x{self.image_size}; set $image_size={self.image_size}"
             )
         return apply_gate(images, self.attention_map(), self.mode)

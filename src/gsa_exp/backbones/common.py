@@ -24,6 +24,8 @@ Builder = Callable[..., nn.Module]
 class BackboneError(OptionError):
     """A backbone cannot be built as configured; the message names the option to change."""
 
+    component = "backbone"
+
 
 def resolve_stem(stem: str, image_size: int) -> str:
     """'auto' becomes 'small' (3x3 stride 1, no max-pool) for images up to 64 px, else 'imagenet'."""

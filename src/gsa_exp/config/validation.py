@@ -6,6 +6,8 @@ a Hydra "compact" exception, so Hydra prints just that line (no stack trace).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,12 @@ def require_existing_file(cfg: DictConfig, key: str) -> None:
 
 
 # Where the options a component receives from the data (not from its own node) live in the config.
-DATA_OPTIONS = {"image_size": "dataset.image_size", "in_channels": "dataset.channels"}
+DATA_OPTIONS = {
+    "image_size": "dataset.image_size",
+    "in_channels": "dataset.channels",
+    "batch_size": "dataset.batch_size",
+    "eval_batch_size": "dataset.eval_batch_size",
+}
 
 
 class ConfigPaths(dict):
@@ -81,9 +88,29 @@ class ConfigPaths(dict):
         return f"{self.group}.{option}"
 
 
-def _component_error(key: str, error: BaseException) -> ConfigError:
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:  # the builder's own message
+@contextmanager
+def option_errors_located() -> Iterator[None]:
+    """Errors a component raises while a run works (a batch of the wrong size, images that do not fit
+    the map) name their options with the config paths too, as the checks before the run do."""
+    try:
+        yield
+    except Exception as raised:
+        error = _builder_error(raised)
+        if not isinstance(error, OptionError) or error.component is None:
+            raise
+        located = error.located(ConfigPaths(error.component))
+        raise type(error)(OptionError.literal(located)) from error
+
+
+def _builder_error(error: BaseException) -> BaseException:
+    """The component's own error inside Hydra's instantiation errors."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
         error = error.__cause__
+    return error
+
+
+def _component_error(key: str, error: BaseException) -> ConfigError:
+    error = _builder_error(error)
     if isinstance(error, OptionError):  # names its options; the config layer says where they live
         return ConfigError(f"Invalid config: {error.located(ConfigPaths(key)).splitlines()[0]}")
     message = str(error).splitlines()[0] if str(error) else type(error).__name__

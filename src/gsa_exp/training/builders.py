@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 
+from gsa_exp.config.validation import option_errors_located
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
@@ -19,6 +20,7 @@ def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
     return instantiate(dataset, _convert_="all")
 
 
+@option_errors_located()
 def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
     """The model, with the ``performance`` settings (memory layout, compilation) applied."""
     model = ImageClassifier(

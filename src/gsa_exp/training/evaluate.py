@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.config.validation import validate_eval_config
+from gsa_exp.config.validation import option_errors_located, validate_eval_config
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.builders import build_datamodule, build_trainer
@@ -61,6 +61,7 @@ def dataset_config(cfg: DictConfig, trained: dict) -> DictConfig:
     return OmegaConf.merge(base, overrides) if overrides is not None else base
 
 
+@option_errors_located()
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` and write ``metrics.json`` into this evaluation's run directory."""
     validate_eval_config(cfg)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from gsa_exp.attention import shared_map_of
-from gsa_exp.config.validation import validate_predict_config
+from gsa_exp.config.validation import option_errors_located, validate_predict_config
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
 from gsa_exp.data.preprocess import resize_uint8
@@ -58,6 +58,7 @@ def load_images(files: list[Path], channels: int, size: int) -> Tensor:
     return torch.cat(images)
 
 
+@option_errors_located()
 def predict(cfg: DictConfig) -> Path:
     """Writes ``predictions.csv`` (and overlays) into the run directory; returns the CSV's path."""
     validate_predict_config(cfg)

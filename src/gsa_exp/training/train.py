@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from gsa_exp.config.validation import validate_train_config
+from gsa_exp.config.validation import option_errors_located, validate_train_config
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.builders import (
     build_callbacks,
@@ -45,6 +45,7 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return path or None
 
 
+@option_errors_located()
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one configuration; returns the final validation and test metrics of the best model."""
     validate_train_config(cfg)
