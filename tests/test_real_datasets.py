@@ -103,10 +103,10 @@ def test_medmnist_multilabel_labels_are_float_n_by_l(tmp_path):
         (
             "nosuchmnist",
             28,
-            r"dataset.source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, ",
+            r"^source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, ",
         ),
         ("organmnist3d", 28, r"'organmnist3d' is not a MedMNIST 2D data set; .*breastmnist"),
-        ("pneumoniamnist", 32, r"dataset.source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
+        ("pneumoniamnist", 32, r"^source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
     ],
 )
 def test_medmnist_rejects_unknown_flags_and_sizes(tmp_path, flag, size, message):
@@ -479,7 +479,7 @@ def test_image_folder_settings_and_missing_root_are_checked(tmp_path):
         image_folder(tmp_path, ratios=(0.5, 0.5))
     with pytest.raises(ValueError, match=r"split_ratios=\[0.8, 0.2, 0.0\] must be three positive fractions"):
         image_folder(tmp_path, ratios=(0.8, 0.2, 0.0))
-    with pytest.raises(ValueError, match=r"dataset.source.channels=2 must be 1 \(grey\) or 3 \(RGB\)"):
+    with pytest.raises(ValueError, match=r"^source.channels=2 must be 1 \(grey\) or 3 \(RGB\)"):
         image_folder(tmp_path, channels=2)
     with pytest.raises(
         DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"

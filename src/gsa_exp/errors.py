@@ -16,8 +16,8 @@ class _BareNames(dict):
         return key
 
 
-class OptionError(ValueError):
-    """An option that cannot work; the message names options as ``$name`` placeholders.
+class OptionMessage(Exception):
+    """An error whose message names options as ``$name`` placeholders (a mixin: file errors are OSErrors).
 
     ``str(error)`` shows the bare names (``stem='tiny' is not one of ...``); ``located``
     shows the config paths the caller knows (``backbone.stem='tiny' is not one of ...``).
@@ -39,3 +39,7 @@ class OptionError(ValueError):
     @staticmethod
     def literal(value: object) -> str:
         return str(value).replace("$", "$$")
+
+
+class OptionError(OptionMessage, ValueError):
+    """An option value that cannot work."""

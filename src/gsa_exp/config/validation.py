@@ -14,7 +14,7 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.errors import OptionError
+from gsa_exp.errors import OptionMessage
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES, NONFINITE_POLICIES
 
@@ -68,12 +68,13 @@ def require_existing_file(cfg: DictConfig, key: str) -> None:
         _fail(key, value, f"no such file (looked at {resolved}, relative to the launch directory)")
 
 
-# Where the options a component receives from the data (not from its own node) live in the config.
+# Where the options a component receives from elsewhere (the data set, the speed settings) live in the config.
 DATA_OPTIONS = {
     "image_size": "dataset.image_size",
     "in_channels": "dataset.channels",
     "batch_size": "dataset.batch_size",
     "eval_batch_size": "dataset.eval_batch_size",
+    "device_memory_share": "performance.device_memory_share",
 }
 
 
@@ -96,10 +97,10 @@ def option_errors_located() -> Iterator[None]:
         yield
     except Exception as raised:
         error = _builder_error(raised)
-        if not isinstance(error, OptionError) or error.component is None:
+        if not isinstance(error, OptionMessage) or error.component is None:
             raise
         located = error.located(ConfigPaths(error.component))
-        raise type(error)(OptionError.literal(located)) from error
+        raise type(error)(OptionMessage.literal(located)) from error
 
 
 def _builder_error(error: BaseException) -> BaseException:
@@ -111,7 +112,7 @@ def _builder_error(error: BaseException) -> BaseException:
 
 def _component_error(key: str, error: BaseException) -> ConfigError:
     error = _builder_error(error)
-    if isinstance(error, OptionError):  # names its options; the config layer says where they live
+    if isinstance(error, OptionMessage):  # names its options; the config layer says where they live
         return ConfigError(f"Invalid config: {error.located(ConfigPaths(key)).splitlines()[0]}")
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     if message.startswith(f"{key}.") or message.startswith("dataset."):

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gsa_exp.data.device_batches import DeviceBatches, fits_on_device
+from gsa_exp.data.files import DataError
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
@@ -77,9 +78,9 @@ class ArrayDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"dataset.batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
+            raise DataError(f"$batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
         if image_size < 1:
-            raise ValueError(f"dataset.image_size={image_size} must be a positive integer")
+            raise DataError(f"$image_size={image_size} must be a positive integer")
         self.name = name
         self.root = root
         self.source = source
@@ -112,8 +113,8 @@ class ArrayDataModule(pl.LightningDataModule):
             mask = resize_uint8(loaded.region_mask.to(torch.uint8).mul(255)[None, None], self.image_size)
             loaded.region_mask = mask[0, 0] >= 128
         if len(loaded.train) < self.batch_size:
-            raise ValueError(
-                f"dataset.batch_size={self.batch_size} exceeds the {len(loaded.train)} training images; "
+            raise DataError(
+                f"$batch_size={self.batch_size} exceeds the {len(loaded.train)} training images; "
                 "training drops incomplete batches, so no step would run"
             )
         self.data = loaded
@@ -162,7 +163,7 @@ class ArrayDataModule(pl.LightningDataModule):
         model sees one shape (``on_after_batch_transfer``).
         """
         if not 0 < memory_share <= 1:
-            raise ValueError(f"performance.device_memory_share={memory_share} must be in (0, 1]")
+            raise DataError(f"$device_memory_share={memory_share} must be in (0, 1]")
         self.on_device, self.memory_share, self.pad_eval_batches = on_device, memory_share, pad_eval_batches
 
     def _train_sampler(self, size: int) -> EpochShuffleSampler:

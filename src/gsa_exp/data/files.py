@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gsa_exp.errors import OptionError
+
 MAX_LISTED = 10  # problems listed in one error message; the rest are counted
+
+
+class DataError(OptionError):
+    """A data-set option that cannot work; the message names it relative to the data set (``$source.flag``)."""
+
+    component = "dataset"
 
 
 class DataNotFoundError(FileNotFoundError):

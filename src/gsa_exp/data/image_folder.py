@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath, listing
 from gsa_exp.data.image_files import READ_ERRORS, open_as_8bit
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
@@ -48,18 +48,16 @@ class ImageFolderSource:
     ) -> None:
         ratios = [float(ratio) for ratio in split_ratios]
         if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
-            raise ValueError(
-                f"dataset.source.split_ratios={list(split_ratios)} must be three positive fractions "
+            raise DataError(
+                f"$source.split_ratios={list(split_ratios)} must be three positive fractions "
                 "(train, val, test) that sum to 1"
             )
         if channels not in (1, 3):
-            raise ValueError(f"dataset.source.channels={channels} must be 1 (grey) or 3 (RGB)")
+            raise DataError(f"$source.channels={channels} must be 1 (grey) or 3 (RGB)")
         if image_size < 1:
-            raise ValueError(f"dataset.source.image_size={image_size} must be a positive integer")
+            raise DataError(f"$source.image_size={image_size} must be a positive integer")
         if not extensions:
-            raise ValueError(
-                "dataset.source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]"
-            )
+            raise DataError("$source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]")
         self.root = ResolvedPath.resolve("dataset.root", root)
         self.split_ratios = ratios
         self.seed = seed

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from medmnist.info import HOMEPAGE, INFO
 
-from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath
+from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath
 from gsa_exp.data.npz_members import NpzCacheError, map_npz_members, npz_keys
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
@@ -39,13 +39,11 @@ class MedMNISTSource:
 
     def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None) -> None:
         if flag not in FLAGS_2D:
-            raise ValueError(
-                f"dataset.source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}"
+            raise DataError(
+                f"$source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}"
             )
         if size not in SIZES:
-            raise ValueError(
-                f"dataset.source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}"
-            )
+            raise DataError(f"$source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
         self.flag = flag
         self.size = size
         self.root = ResolvedPath.resolve("dataset.root", root)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gsa_exp.data.files import DataError
+
 
 def resize_uint8(images: Tensor, size: int, chunk_size: int = 1024) -> Tensor:
     """Square-resize uint8 N x C x H x W images (antialiased bilinear), in chunks."""
@@ -48,12 +50,12 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if any(s <= 0 for s in self.std):
-            raise ValueError(f"dataset.normalize.std={list(self.std)} must be positive")
+            raise DataError(f"$normalize.std={list(self.std)} must be positive")
 
     def per_channel(self, channels: int) -> tuple[list[float], list[float]]:
         def expand(values: Sequence[float], key: str) -> list[float]:
             if len(values) not in (1, channels):
-                raise ValueError(f"dataset.normalize.{key} has {len(values)} values; give 1 or {channels}")
+                raise DataError(f"$normalize.{key} has {len(values)} values; give 1 or {channels}")
             return [float(v) for v in values] * (channels // len(values))
 
         return expand(self.mean, "mean"), expand(self.std, "std")
@@ -68,7 +70,7 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         if self.max_shift < 0:
-            raise ValueError(f"dataset.augment.max_shift={self.max_shift} must be >= 0")
+            raise DataError(f"$augment.max_shift={self.max_shift} must be >= 0")
 
     @property
     def active(self) -> bool:

@@ -16,6 +16,7 @@ from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.model.instantiate import as_container
 
 
+@option_errors_located()
 def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
     return instantiate(dataset, _convert_="all")
 
