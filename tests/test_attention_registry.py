@@ -18,6 +18,7 @@ import gsa_exp.attention
 from gsa_exp.attention import (
     MapReporting,
     attention_class,
+    attention_order,
     create_attention,
     list_attention,
     register_attention,
@@ -27,6 +28,7 @@ from gsa_exp.attention import registry as attention_registry
 from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.model.instantiate import instantiate_component
+from gsa_exp.reporting import tables
 from gsa_exp.training.builders import build_model
 
 INFO = DataInfo(task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=80, mean=[0.5], std=[0.5])
@@ -37,12 +39,33 @@ RUNTIME = dict(in_channels=1, image_size=32, num_train=80)
 def scratch_registry(monkeypatch):
     """The registry as it is, for one test: what the test registers is gone after it."""
     monkeypatch.setattr(attention_registry, "_VARIANTS", dict(attention_registry._VARIANTS))
+    monkeypatch.setattr(attention_registry, "_ORDER", dict(attention_registry._ORDER))
 
 
 # -- the registry ---------------------------------------------------------------------------
 def test_every_registered_variant_has_a_yaml_and_every_yaml_a_variant():
     assert list_attention() == sorted(path.stem for path in (CONF / "attention").glob("*.yaml"))
     assert {"none", "global", "local", "static"} <= set(list_attention())
+
+
+def test_table_order_puts_the_papers_pair_first_and_lists_every_variant():
+    order = attention_order()
+    assert sorted(order) == list_attention()
+    assert order[:2] == ("none", "global")
+
+
+def test_sweep_tables_take_their_column_order_from_the_registry(scratch_registry):
+    @register_attention("a_new_variant", order=5)
+    class NewVariant(gsa_exp.attention.NoAttention):
+        pass
+
+    @register_attention("zz_unordered")
+    class Unordered(gsa_exp.attention.NoAttention):
+        pass
+
+    order = tables.attention_order()
+    assert order[:2] == ("none", "a_new_variant")
+    assert order[-1] == "zz_unordered"  # no declared order: after the ordered ones
 
 
 def test_the_built_in_names_build_their_classes():

@@ -11,6 +11,7 @@ from gsa_exp.attention.maps import MapReporting, shared_map_of
 from gsa_exp.attention.none import NoAttention
 from gsa_exp.attention.registry import (
     attention_class,
+    attention_order,
     create_attention,
     import_modules,
     list_attention,
@@ -28,6 +29,7 @@ __all__ = [
     "SpatialAttention",
     "StaticSpatialAttention",
     "attention_class",
+    "attention_order",
     "create_attention",
     "list_attention",
     "register_attention",

@@ -28,7 +28,7 @@ from gsa_exp.attention.registry import register_attention
 __all__ = ["BankConv2d", "GlobalSpatialAttention", "PixelClassifierOptions", "RegularizationOptions"]
 
 
-@register_attention("global")
+@register_attention("global", order=10)
 class GlobalSpatialAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), with A = sigmoid(g_theta(bank) / temperature) shared by all images."""
 

@@ -47,7 +47,7 @@ class BatchBankOptions:
             )
 
 
-@register_attention("global_batch")
+@register_attention("global_batch", order=11)
 class GlobalBatchAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), A = sigmoid(g_theta(this batch's pixels) / temperature), one A per batch."""
 

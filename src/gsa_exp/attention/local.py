@@ -19,7 +19,7 @@ from gsa_exp.attention.local_stages import LocalStageAttention
 from gsa_exp.attention.registry import register_attention
 
 
-@register_attention("local")
+@register_attention("local", order=20)
 class LocalSpatialAttention(LocalMapAttention):
     """CBAM's spatial attention on the input image: one map per image, where the global map acts."""
 

@@ -8,7 +8,7 @@ from gsa_exp.attention.base import SpatialAttention
 from gsa_exp.attention.registry import register_attention
 
 
-@register_attention("none")
+@register_attention("none", order=0)
 class NoAttention(SpatialAttention):
     """The paper's baseline: the backbone sees the image unchanged."""
 

@@ -20,10 +20,14 @@ if TYPE_CHECKING:
 Variant = TypeVar("Variant", bound=type)
 
 _VARIANTS: dict[str, type[SpatialAttention]] = {}
+_ORDER: dict[str, int] = {}
 
 
-def register_attention(name: str) -> Callable[[Variant], Variant]:
-    """Class decorator: ``create_attention(name, ...)`` builds this class; a name is registered once."""
+def register_attention(name: str, *, order: int = 100) -> Callable[[Variant], Variant]:
+    """Class decorator: ``create_attention(name, ...)`` builds this class; a name is registered once.
+
+    ``order`` places the variant's columns in sweep tables (the paper's none and global first).
+    """
 
     def register(variant: Variant) -> Variant:
         if name in _VARIANTS:
@@ -31,7 +35,7 @@ def register_attention(name: str) -> Callable[[Variant], Variant]:
                 f"attention variant {name!r} is already registered (by {_qualified(_VARIANTS[name])}); "
                 f"{_qualified(variant)} needs another name"
             )
-        _VARIANTS[name] = variant
+        _VARIANTS[name], _ORDER[name] = variant, order
         return variant
 
     return register
@@ -44,6 +48,11 @@ def _qualified(variant: type) -> str:
 def list_attention() -> list[str]:
     """The registered names, sorted (the order of tests and listings does not depend on import order)."""
     return sorted(_VARIANTS)
+
+
+def attention_order() -> tuple[str, ...]:
+    """The registered names in table order: by declared ``order``, then by name."""
+    return tuple(sorted(_VARIANTS, key=lambda name: (_ORDER[name], name)))
 
 
 def attention_class(name: str) -> type[SpatialAttention]:

@@ -18,7 +18,7 @@ from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 from gsa_exp.attention.registry import register_attention
 
 
-@register_attention("static")
+@register_attention("static", order=30)
 class StaticSpatialAttention(LearnedMapAttention):
     """x' = x * A (or x * (1 + A)), A = sigmoid(logits / temperature), logits one free H x W parameter."""
 

@@ -26,7 +26,7 @@ from gsa_exp.training.builders import build_datamodule
 
 BACKBONES = list_backbones()  # every registered family can be measured (--backbones)
 HEADLINE_BACKBONE = "resnet"  # ResNet-18, the resnet config's default variant
-ATTENTIONS = ("none", "global")
+ATTENTIONS = ("none", "global")  # the pair whose ratio the overhead targets are stated for (the paper's)
 PARTS = ("attention", "epoch", "bank", "grid", "concurrency")  # attention includes the loader figures
 # grid: the paper-settings throughput (--parts grid); concurrency: several such jobs sharing the device. For GPUs.
 DEFAULT_PARTS = ("attention", "epoch", "bank")

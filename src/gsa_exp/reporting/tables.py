@@ -22,7 +22,6 @@ from gsa_exp.run_files import METRICS_FILE
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
 OPTIONAL_METRICS = ("test/map_auroc",)
-ATTENTION_ORDER = ("none", "global", "local", "static")
 DELTA_PAIR = ("global", "none")  # Δ = mean(global) − mean(none)
 
 
@@ -107,6 +106,13 @@ def backbone_order() -> tuple[str, ...]:
     from gsa_exp.backbones import list_backbones
 
     return list_backbones()
+
+
+def attention_order() -> tuple[str, ...]:
+    """Columns follow the attention registry's order (none, then global); imported here, as it loads torch."""
+    from gsa_exp.attention import attention_order
+
+    return attention_order()
 
 
 def _order_key(name: str, order: Sequence[str]) -> tuple[int, str]:
@@ -200,7 +206,7 @@ def summarize(
         raise ValueError("no metrics to summarise")
     placed = [job for job in sweep.jobs if job.dataset is not None]
     datasets = sorted({job.dataset for job in placed})
-    attentions = sorted({job.attention for job in placed}, key=lambda name: _order_key(name, ATTENTION_ORDER))
+    attentions = sorted({job.attention for job in placed}, key=lambda name: _order_key(name, attention_order()))
     present = {(job.dataset, job.attention) for job in placed}
     all_columns = [(d, a) for d in datasets for a in attentions if (d, a) in present]
     notes = list(sweep.notes)
