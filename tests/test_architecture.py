@@ -11,13 +11,14 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "gsa_exp"
 MAX_MODULE_LINES = 400
 
-# What each layer may import of the project; entry points -> training -> model -> components -> nothing
-# (errors.py imports nothing: the option error every layer raises).
+# What each layer may import of the project; entry points -> training -> model -> components -> the base
+# (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types).
+BASE = {"errors", "option_schema"}
 ALLOWED = {
-    "attention": {"attention", "errors"},
-    "backbones": {"backbones", "errors"},
-    "data": {"data", "errors"},
-    "model": {"model", "attention", "backbones", "data", "errors"},
+    "attention": {"attention", *BASE},
+    "backbones": {"backbones", *BASE},
+    "data": {"data", *BASE},
+    "model": {"model", "attention", "backbones", "data", *BASE},
 }
 
 
@@ -41,6 +42,11 @@ def test_components_and_model_import_only_downwards(layer):
         for path in sorted((PACKAGE / layer).rglob("*.py"))
     }
     assert {path: names for path, names in wrong.items() if names} == {}
+
+
+@pytest.mark.parametrize("module", sorted(BASE))
+def test_the_base_modules_import_nothing_above_them(module):
+    assert project_imports(PACKAGE / f"{module}.py") <= BASE
 
 
 def test_the_import_check_sees_imports_inside_functions(tmp_path):

@@ -48,7 +48,7 @@ BAD_INPUTS = [
     (["monitor.mode=maximum"], "monitor.mode='maximum': allowed: min, max"),
     (["ckpt_path=nowhere/last.ckpt"], "ckpt_path='nowhere/last.ckpt': no such file"),
     (["loss.nonfinite=ignore"], "loss.nonfinite='ignore': allowed: stop, skip"),
-    (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be in [0, 1)"),
+    (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be a number in [0, 1)"),
     (
         ["optimizer.fused=true", "optimizer.foreach=true"],
         "optimizer.foreach=True: not together with optimizer.fused=true",

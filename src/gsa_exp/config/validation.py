@@ -1,4 +1,10 @@
-"""Config validation: every check a run needs before it loads data or writes a file, in one place.
+"""Config validation: every check a run needs before it loads data or writes a file.
+
+Each option is checked where its type is declared: the groups of ``config/options.py`` and
+the data module's ``LoaderOptions`` by their schemas (``check_group``), backbone and
+attention by building them on the meta device. What this module itself adds are the checks
+that relate several keys (the per-batch bank and the batch size, the monitored metric and
+what the run logs, two optimizer implementations) and the config paths in the messages.
 
 Each failure is one line: the key, the bad value and what is allowed. ``ConfigError`` is
 a Hydra "compact" exception, so Hydra prints just that line (no stack trace).
@@ -8,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, PerformanceOptions, PredictOptions
 from gsa_exp.errors import OptionMessage
 from gsa_exp.model.instantiate import instantiate_component
-from gsa_exp.model.names import METRIC_NAMES, NONFINITE_POLICIES
-
-PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine")
-MONITOR_MODES = ("min", "max")
+from gsa_exp.model.names import METRIC_NAMES
+from gsa_exp.option_schema import check_options
 
 
 class ConfigError(CompactHydraException, ValueError):
@@ -34,38 +38,22 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"Invalid config: {key}={value!r}: {allowed}")
 
 
-def require_int(cfg: DictConfig, key: str, minimum: int, nullable: bool = False) -> None:
-    value = _value(cfg, key)
-    if value is None and nullable:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(key, value, f"must be an integer >= {minimum}" + (" or null" if nullable else ""))
-    if value < minimum:
-        _fail(key, value, f"must be >= {minimum}" + (" or null" if nullable else ""))
+def check_group(cfg: DictConfig, group: str, schema: type, *, present_only: bool = False) -> None:
+    """The options of one group, by its schema (``config/options.py`` or a component's own)."""
+    prefix = f"{group}." if group else ""
+    try:
+        check_options(schema, lambda name: _value(cfg, prefix + name), present_only=present_only)
+    except OptionMessage as error:
+        raise ConfigError(f"Invalid config: {error.located(_Prefixed(prefix))}") from None
 
 
-def require_positive_number(cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
-    value = _value(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(key, value, "must be a number " + (">= 0" if allow_zero else "> 0"))
-    if value < 0 or (value == 0 and not allow_zero):
-        _fail(key, value, "must be " + (">= 0" if allow_zero else "> 0"))
+class _Prefixed(dict):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
 
-
-def require_choice(cfg: DictConfig, key: str, choices: tuple) -> None:
-    value = _value(cfg, key)
-    if value not in choices:
-        _fail(key, value, f"allowed: {', '.join(map(str, choices))}")
-
-
-def require_existing_file(cfg: DictConfig, key: str) -> None:
-    value = _value(cfg, key)
-    if value is None:
-        return
-    path = Path(str(value)).expanduser()
-    resolved = path if path.is_absolute() else Path.cwd() / path
-    if not resolved.is_file():
-        _fail(key, value, f"no such file (looked at {resolved}, relative to the launch directory)")
+    def __missing__(self, option: str) -> str:
+        return self.prefix + option
 
 
 # Where the options a component receives from elsewhere (the data set, the speed settings) live in the config.
@@ -138,14 +126,13 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
 
 def validate_batch_bank(cfg: DictConfig) -> None:
     """Per-batch global attention (``attention=global_batch``, or ``global`` with ``bank.source=batch``)
-    reads its features from batches of one fixed size."""
+    reads its features from batches of one fixed size (a positive integer: the variant checks that)."""
     if _value(cfg, "attention.name") == "global_batch":
         spelling = "attention=global_batch"
     elif _value(cfg, "attention.bank.source") == "batch":
         spelling = "attention.bank.source=batch"
     else:
         return
-    require_int(cfg, "attention.bank.batch_size", 1)
     fixed, batch = _value(cfg, "attention.bank.batch_size"), _value(cfg, "dataset.batch_size")
     if fixed != batch:
         _fail(
@@ -174,85 +161,39 @@ def logged_metrics(cfg: DictConfig) -> set[str]:
     return names
 
 
-def validate_data_options(cfg: DictConfig) -> None:
-    require_int(cfg, "dataset.image_size", 1)
-    require_int(cfg, "dataset.batch_size", 1)
-    require_int(cfg, "dataset.eval_batch_size", 1)
-    require_int(cfg, "dataset.num_workers", 0)
-    require_int(cfg, "dataset.channels", 1, nullable=True)
-
-
-def validate_trainer_options(cfg: DictConfig) -> None:
-    require_int(cfg, "trainer.max_epochs", 1)
-    precision = _value(cfg, "trainer.precision")
-    if str(precision) not in PRECISIONS and precision not in (16, 32, 64, "16", "32", "64", "bf16"):
-        _fail("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 def validate_speed_options(cfg: DictConfig) -> None:
-    """The ``performance`` keys and the optimizer's implementation switches."""
-    for key in ("channels_last", "compile", "data_on_device", "pin_memory"):
-        if not isinstance(_value(cfg, f"performance.{key}"), bool):
-            _fail(f"performance.{key}", _value(cfg, f"performance.{key}"), "must be true or false")
-    require_choice(cfg, "performance.compile_mode", COMPILE_MODES)
-    share = _value(cfg, "performance.device_memory_share")
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        _fail("performance.device_memory_share", share, "must be a number in (0, 1]")
-    for key in ("performance.fused_optimizer", "optimizer.fused", "optimizer.foreach"):
-        value = _value(cfg, key)
-        if value is not None and not isinstance(value, bool):
-            _fail(key, value, "must be true, false or null (torch's choice)")
+    """Two implementations of one optimizer step cannot both be chosen."""
     if _value(cfg, "optimizer.fused") and _value(cfg, "optimizer.foreach"):
         _fail("optimizer.foreach", True, "not together with optimizer.fused=true (two implementations of one step)")
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """Everything ``train.py`` can check before it touches data."""
-    if _value(cfg, "seed") is not None:
-        require_int(cfg, "seed", 0)
-    validate_data_options(cfg)
-    validate_trainer_options(cfg)
-    require_positive_number(cfg, "optimizer.lr")
-    if _value(cfg, "optimizer.weight_decay") is not None:
-        require_positive_number(cfg, "optimizer.weight_decay", allow_zero=True)
-    require_choice(cfg, "loss.nonfinite", NONFINITE_POLICIES)
+    """Everything ``train.py`` can check before it touches data: each group by its schema, then the
+    checks across keys, then the components built on the meta device."""
+    for group, schema in TRAIN_GROUPS.items():  # no torch needed: a mistyped value is answered at once
+        check_group(cfg, group, schema)
+    from gsa_exp.data.datamodule import LoaderOptions  # loads torch
+
+    check_group(cfg, "dataset", LoaderOptions)
     validate_speed_options(cfg)
-    smoothing = _value(cfg, "loss.label_smoothing")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
-        _fail("loss.label_smoothing", smoothing, "must be in [0, 1)")
-    require_choice(cfg, "monitor.mode", MONITOR_MODES)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
         _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")
-    require_existing_file(cfg, "ckpt_path")
-    validate_batch_bank(cfg)
     channels = _value(cfg, "dataset.channels") or _value(cfg, "dataset.source.channels") or 3
     _dry_build(cfg, cfg.dataset.image_size, int(channels))
+    validate_batch_bank(cfg)
 
 
 def validate_eval_config(cfg: DictConfig) -> None:
     """Everything ``eval.py`` can check before it reads the checkpoint."""
-    if not _value(cfg, "ckpt_path"):
-        _fail("ckpt_path", _value(cfg, "ckpt_path"), "give the checkpoint to evaluate: ckpt_path=.../best.ckpt")
-    require_existing_file(cfg, "ckpt_path")
-    if _value(cfg, "dataset") is not None:
-        for key in ("dataset.image_size", "dataset.batch_size", "dataset.eval_batch_size"):
-            if _value(cfg, key) is not None:
-                require_int(cfg, key, 1)
+    check_group(cfg, "", EvalRunOptions)
+    check_group(cfg, "performance", PerformanceOptions)
+    if _value(cfg, "dataset") is not None:  # a few keys over the checkpoint's data set, or another one
+        from gsa_exp.data.datamodule import LoaderOptions  # loads torch
+
+        check_group(cfg, "dataset", LoaderOptions, present_only=True)
 
 
 def validate_predict_config(cfg: DictConfig) -> None:
     """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
-    for key in ("ckpt_path", "input"):
-        if not _value(cfg, key):
-            _fail(
-                key,
-                _value(cfg, key),
-                "required: python predict.py ckpt_path=.../best.ckpt input=<image file or folder>",
-            )
-    require_existing_file(cfg, "ckpt_path")
-    require_int(cfg, "batch_size", 1)
-    require_choice(cfg, "device", ("auto", "cpu", "cuda"))
+    check_group(cfg, "", PredictOptions)

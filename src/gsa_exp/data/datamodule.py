@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -14,12 +15,29 @@ from gsa_exp.data.files import DataError
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
+from gsa_exp.option_schema import AtLeast, check_options
 
 
 class DataSource(Protocol):
     """Anything that can load the three splits (a file format, a generator...)."""
 
     def load(self) -> LoadedData: ...
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The data module's options that a check can refuse (defaults: conf/dataset_base/loader.yaml).
+
+    The constructor checks them, and the config layer checks a run's data set with this same
+    schema before anything is built.
+    """
+
+    image_size: Annotated[int, AtLeast(1)]
+    channels: Annotated[int | None, AtLeast(1)]
+    batch_size: Annotated[int, AtLeast(1)]
+    eval_batch_size: Annotated[int, AtLeast(1)]
+    num_workers: Annotated[int, AtLeast(0)]
+    pin_memory: bool
 
 
 class UInt8ImageDataset(Dataset):
@@ -77,10 +95,8 @@ class ArrayDataModule(pl.LightningDataModule):
         shuffle_seed: int | None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise DataError(f"$batch_size={batch_size} and eval_batch_size={eval_batch_size} must be >= 1")
-        if image_size < 1:
-            raise DataError(f"$image_size={image_size} must be a positive integer")
+        loader = dict(image_size=image_size, channels=channels, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_options(LoaderOptions, dict(loader, num_workers=num_workers, pin_memory=pin_memory), DataError)
         self.name = name
         self.root = root
         self.source = source
@@ -158,12 +174,10 @@ class ArrayDataModule(pl.LightningDataModule):
 
         ``on_device``: on a single device, the splits move to it once and batches are index
         slices there (``DeviceBatches``), unless they need more than ``memory_share`` of its
-        free memory. ``pad_eval_batches``: short evaluation batches are completed to
+        free memory (a share in (0, 1]: ``performance``'s schema checks it). ``pad_eval_batches``: short evaluation batches are completed to
         ``eval_batch_size`` and the completion is discarded after the forward, so a compiled
         model sees one shape (``on_after_batch_transfer``).
         """
-        if not 0 < memory_share <= 1:
-            raise DataError(f"$device_memory_share={memory_share} must be in (0, 1]")
         self.on_device, self.memory_share, self.pad_eval_batches = on_device, memory_share, pad_eval_batches
 
     def _train_sampler(self, size: int) -> EpochShuffleSampler:

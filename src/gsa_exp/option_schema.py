@@ -1,0 +1,176 @@
+"""Option schemas: one dataclass per option group declares what each of its options accepts.
+
+A field's annotation is its rule, so the type of an option is written once and every check
+of it (the config layer's before a run, a constructor's when called directly) is this one:
+
+* ``bool`` (``bool | None``: null allowed too; ``NullMeans`` says what null does);
+* ``Annotated[int, AtLeast(1)]``, ``Annotated[float, AtLeast(0, strict=True)]``,
+  ``Annotated[float, InRange(0, 1, "(]")]`` (``| None``: null allowed);
+* ``Annotated[str, OneOf(("min", "max"))]``; ``Annotated[str | None, ExistingFile()]``;
+  ``Annotated[str | None, Required("...")]`` for an option with no usable default.
+
+Defaults are not here: they are data, in the option group's YAML. ``check_options`` raises
+the caller's ``OptionMessage`` error naming the option as ``$name``, so the config layer
+says where it lives (``performance.compile='maybe': must be true or false``). Like
+``gsa_exp.errors``, this module imports nothing of the project's layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from gsa_exp.errors import OptionError, OptionMessage
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """A number >= ``minimum`` (> with ``strict``)."""
+
+    minimum: float
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class InRange:
+    """A number between ``low`` and ``high``; ``bounds`` as written in maths: "[]", "(]", "[)", "()"."""
+
+    low: float
+    high: float
+    bounds: str = "[]"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of ``choices``; ``also`` are accepted spellings that the message does not advertise."""
+
+    choices: tuple[Any, ...]
+    also: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class NullMeans:
+    """What null does, for the message of an option that may be null (``torch's choice``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ExistingFile:
+    """A path to a file (relative to the launch directory), or null."""
+
+
+@dataclass(frozen=True)
+class Required:
+    """An option that must be given; ``hint`` says how (the message after ``name=None:``)."""
+
+    hint: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A field's annotation, taken apart."""
+
+    kind: type
+    nullable: bool
+    marks: tuple[Any, ...]
+
+    def mark(self, kind: type) -> Any:
+        return next((mark for mark in self.marks if isinstance(mark, kind)), None)
+
+
+def rules(schema: type) -> dict[str, Rule]:
+    """Every field of ``schema`` with its rule, in declaration order."""
+    hints = typing.get_type_hints(schema, include_extras=True)
+    return {field.name: _rule(hints[field.name]) for field in dataclasses.fields(schema)}
+
+
+def _rule(annotation: Any) -> Rule:
+    marks: tuple[Any, ...] = ()
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        marks = tuple(extras)
+    nullable = False
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        nullable = len(members) < len(typing.get_args(annotation))
+        (annotation,) = members
+    return Rule(kind=annotation, nullable=nullable, marks=marks)
+
+
+def check_options(
+    schema: type,
+    values: Mapping[str, Any] | Callable[[str], Any],
+    error: type[OptionMessage] = OptionError,
+    *,
+    present_only: bool = False,
+) -> None:
+    """Raise ``error`` for the first option of ``schema`` whose value its rule refuses.
+
+    ``values`` maps option names to values (a function: looked up one by one, e.g. in a
+    config node). ``present_only`` skips options that are null or absent (a config that
+    may override a few keys of a checkpoint's).
+    """
+    lookup = values if callable(values) else values.get
+    for name, rule in rules(schema).items():
+        value = lookup(name)
+        if value is None and present_only:
+            continue
+        problem = refusal(rule, value)
+        if problem is not None:
+            raise error(f"${name}={OptionMessage.literal(repr(value))}: {OptionMessage.literal(problem)}")
+
+
+def refusal(rule: Rule, value: Any) -> str | None:
+    """What is allowed, when ``value`` breaks ``rule``; None when it is accepted."""
+    required = rule.mark(Required)
+    if required is not None and not value:
+        return required.hint
+    if value is None and rule.nullable:
+        return None
+    or_null = " or null" if rule.nullable else ""
+    if rule.kind is bool:
+        if isinstance(value, bool):
+            return None
+        if not rule.nullable:
+            return "must be true or false"
+        note = rule.mark(NullMeans)
+        return "must be true, false or null" + (f" ({note.text})" if note else "")
+    one_of = rule.mark(OneOf)
+    if one_of is not None:
+        accepted = (*one_of.choices, *one_of.also)
+        if value in accepted or str(value) in accepted:
+            return None
+        return f"allowed: {', '.join(map(str, one_of.choices))}"
+    if rule.kind in (int, float):
+        return _number_refusal(rule, value, or_null)
+    if rule.mark(ExistingFile) is not None:
+        path = Path(str(value)).expanduser()
+        resolved = path if path.is_absolute() else Path.cwd() / path
+        return None if resolved.is_file() else f"no such file (looked at {resolved}, relative to the launch directory)"
+    if not isinstance(value, rule.kind):
+        return f"must be a {rule.kind.__name__}{or_null}"
+    return None
+
+
+def _number_refusal(rule: Rule, value: Any, or_null: str) -> str | None:
+    number_types = (int,) if rule.kind is int else (int, float)
+    is_number = isinstance(value, number_types) and not isinstance(value, bool)
+    in_range = rule.mark(InRange)
+    if in_range is not None:
+        low_ok = is_number and (value > in_range.low if in_range.bounds[0] == "(" else value >= in_range.low)
+        high_ok = is_number and (value < in_range.high if in_range.bounds[1] == ")" else value <= in_range.high)
+        interval = f"{in_range.bounds[0]}{in_range.low}, {in_range.high}{in_range.bounds[1]}"
+        return None if low_ok and high_ok else f"must be a number in {interval}{or_null}"
+    at_least = rule.mark(AtLeast)
+    bound = "" if at_least is None else f" {'>' if at_least.strict else '>='} {at_least.minimum}"
+    if not is_number:
+        return f"must be {'an integer' if rule.kind is int else 'a number'}{bound}{or_null}"
+    if at_least is not None and (value <= at_least.minimum if at_least.strict else value < at_least.minimum):
+        return f"must be{bound}{or_null}"
+    return None
