@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -31,24 +34,37 @@ TINY_DATA = [
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "extras.print_config=false"]
 
 
+@functools.cache
+def _group_node(group: str, choice: str) -> dict[str, Any]:
+    cfg = compose_config([f"{group}={choice}"])
+    node = OmegaConf.to_container(cfg[group], resolve=True)
+    return {key: value for key, value in node.items() if key not in ("_target_", "_partial_", "name")}
+
+
+def merged(options: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``changes``; a dict changes a nested dict key by key (bank=dict(components=None))."""
+    result = copy.deepcopy(options)
+    for key, value in changes.items():
+        result[key] = (
+            merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
+        )
+    return result
+
+
+def yaml_options(group: str, choice: str, **changes: Any) -> dict[str, Any]:
+    """The constructor arguments ``conf/<group>/<choice>.yaml`` gives a component, as a run resolves
+    them, with ``changes``: a test states what it chooses and takes every other default from the YAML."""
+    return merged(_group_node(group, choice), changes)
+
+
 def array_datamodule(source, **changes):
-    """An ArrayDataModule over ``source`` with plain settings (normalised at 0.5, no augmentation)."""
+    """An ArrayDataModule over ``source``: the loader defaults of the YAML, small batches of 32 px images."""
     from gsa_exp.data.datamodule import ArrayDataModule
 
-    options = dict(
-        name="test",
-        root=None,
-        source=source,
-        image_size=32,
-        channels=None,
-        batch_size=16,
-        eval_batch_size=16,
-        num_workers=0,
-        pin_memory=False,
-        normalize=dict(mean=[0.5], std=[0.5]),
-        augment=dict(hflip=False, max_shift=0),
-        shuffle_seed=0,
-    )
+    loader = yaml_options("dataset", "synthetic")
+    loader.pop("source")
+    options = dict(loader, name="test", root=None, source=source, image_size=32, batch_size=16, eval_batch_size=16)
+    options.update(normalize=dict(mean=[0.5], std=[0.5]), shuffle_seed=0)
     options.update(changes)
     return ArrayDataModule(**options)
 

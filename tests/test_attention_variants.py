@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import CONF, QUIET, ROOT, TINY_DATA, compose_config, run_script
+from conftest import CONF, QUIET, ROOT, TINY_DATA, compose_config, run_script, yaml_options
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -22,44 +22,28 @@ from gsa_exp.training.train import train
 
 SIZE = 12
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REGULARIZATION = dict(sparsity=0.0, binarization=0.0)
-COMMON = dict(temperature=1.0, init_bias=2.0, mode="multiply", freeze_after_epochs=None, lr_multiplier=1.0)
 
 
-# -- builders -----------------------------------------------------------------------------
+# -- builders: the YAML's options, with what each test chooses -----------------------------
 def make_local(channels: int = 1, **changes) -> LocalSpatialAttention:
-    options = dict(placement="input", kernel_size=7, reduction=16, regularization=REGULARIZATION, **COMMON)
-    options.update(changes)
-    return LocalSpatialAttention(in_channels=channels, image_size=SIZE, num_train=20, **options)
+    return LocalSpatialAttention(
+        in_channels=channels, image_size=SIZE, num_train=20, **yaml_options("attention", "local", **changes)
+    )
 
 
 def make_static(**changes) -> StaticSpatialAttention:
-    options = dict(regularization=REGULARIZATION, **COMMON)
-    options.update(changes)
+    options = yaml_options("attention", "static", **{"lr_multiplier": 1.0, **changes})
     return StaticSpatialAttention(in_channels=1, image_size=SIZE, num_train=20, **options)
 
 
 def make_global(
     source: str = "train", batch_size: int | None = None, channels: int = 1, **changes
 ) -> GlobalSpatialAttention:
-    bank = dict(
-        source=source, num_images=None, components=None, standardize=True, chunk_size=64, seed=0, batch_size=batch_size
+    bank = dict(source=source, num_images=None, components=None, chunk_size=64, batch_size=batch_size)
+    classifier = dict(hidden=8, init="constant", init_smoothing=1)
+    options = yaml_options(
+        "attention", "global", **{"bank": bank, "classifier": classifier, "lr_multiplier": 1.0, **changes}
     )
-    options = dict(
-        bank=bank,
-        classifier=dict(
-            kind="linear",
-            hidden=8,
-            kernel_size=1,
-            normalize_fan_in=True,
-            init="constant",
-            init_scale=2.0,
-            init_smoothing=1,
-        ),
-        regularization=REGULARIZATION,
-        **COMMON,
-    )
-    options.update(changes)
     attention = GlobalSpatialAttention(in_channels=channels, image_size=SIZE, num_train=20, **options)
     if source == "train":
         generator = torch.Generator().manual_seed(0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import array_datamodule
+from conftest import array_datamodule, yaml_options
 
 from gsa_exp.attention import GlobalSpatialAttention
 from gsa_exp.attention.bank import BankOptions, build_bank, stratified_subset
@@ -16,35 +16,19 @@ SIZE = 12
 
 
 def bank_options(**changes) -> dict:
-    options = dict(source="train", num_images=None, components=None, standardize=True, chunk_size=1024, seed=0)
-    options.update(changes)
-    return options
+    """The YAML's bank, raw (no PCA) and from every training image: the bank these tests reason about."""
+    return {**yaml_options("attention", "global")["bank"], "num_images": None, "components": None, **changes}
+
+
+CONSTANT_START = dict(hidden=8, init="constant", init_smoothing=1)  # A starts uniform at init_bias
 
 
 def make_attention(
     num_train: int = 20, channels: int = 1, image_size: int = SIZE, **bank_changes
 ) -> GlobalSpatialAttention:
-    return GlobalSpatialAttention(
-        in_channels=channels,
-        image_size=image_size,
-        num_train=num_train,
-        bank=bank_options(**bank_changes),
-        classifier=dict(
-            kind="linear",
-            hidden=8,
-            kernel_size=1,
-            normalize_fan_in=True,
-            init="constant",
-            init_scale=2.0,
-            init_smoothing=1,
-        ),
-        temperature=1.0,
-        init_bias=2.0,
-        mode="multiply",
-        regularization=dict(sparsity=0.0, binarization=0.0),
-        freeze_after_epochs=None,
-        lr_multiplier=1.0,
-    )
+    options = yaml_options("attention", "global", classifier=CONSTANT_START, lr_multiplier=1.0)
+    options["bank"] = bank_options(**bank_changes)
+    return GlobalSpatialAttention(in_channels=channels, image_size=image_size, num_train=num_train, **options)
 
 
 def random_images(count: int, channels: int = 1, size: int = SIZE, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,7 +277,7 @@ def test_bank_option_errors_name_the_key():
     with pytest.raises(ValueError, match=r"^bank.source='test' is not supported"):
         BankOptions(**bank_options(source="test"))
     with pytest.raises(ValueError, match=r"^bank.batch_size=None must be a positive integer"):
-        BankOptions(**bank_options(source="batch"))
+        BankOptions(**bank_options(source="batch", batch_size=None))
 
 
 # -- a data-derived start -----------------------------------------------------------------
@@ -345,55 +329,22 @@ def test_linear_readout_reproduces_a_target_in_the_bank_span():
     assert torch.allclose(torch.einsum("k,khw->hw", fitted, bank), target, atol=1e-4)
 
 
+def class_contrast_attention(**classifier_changes) -> GlobalSpatialAttention:
+    classifier = {"hidden": 8, "init": "class_contrast", "init_smoothing": 1, **classifier_changes}
+    options = yaml_options("attention", "global", classifier=classifier)
+    options["bank"] = bank_options()
+    return GlobalSpatialAttention(in_channels=1, image_size=SIZE, num_train=20, **options)
+
+
 def test_class_contrast_start_needs_the_linear_classifier():
     with pytest.raises(ValueError, match="^classifier.init='class_contrast' needs classifier.kind='linear'"):
-        GlobalSpatialAttention(
-            in_channels=1,
-            image_size=SIZE,
-            num_train=20,
-            bank=bank_options(),
-            classifier=dict(
-                kind="mlp",
-                hidden=8,
-                kernel_size=1,
-                normalize_fan_in=True,
-                init="class_contrast",
-                init_scale=2.0,
-                init_smoothing=1,
-            ),
-            temperature=1.0,
-            init_bias=2.0,
-            mode="multiply",
-            regularization=dict(sparsity=0.0, binarization=0.0),
-            freeze_after_epochs=None,
-            lr_multiplier=1.0,
-        )
+        class_contrast_attention(kind="mlp")
 
 
 @pytest.mark.parametrize("smoothing", [0, 4])
 def test_class_contrast_smoothing_must_be_an_odd_width(smoothing):
     with pytest.raises(ValueError, match=f"^classifier.init_smoothing={smoothing} must be an odd integer >= 1"):
-        GlobalSpatialAttention(
-            in_channels=1,
-            image_size=SIZE,
-            num_train=20,
-            bank=bank_options(),
-            classifier=dict(
-                kind="linear",
-                hidden=8,
-                kernel_size=1,
-                normalize_fan_in=True,
-                init="class_contrast",
-                init_scale=2.0,
-                init_smoothing=smoothing,
-            ),
-            temperature=1.0,
-            init_bias=2.0,
-            mode="multiply",
-            regularization=dict(sparsity=0.0, binarization=0.0),
-            freeze_after_epochs=None,
-            lr_multiplier=1.0,
-        )
+        class_contrast_attention(init_smoothing=smoothing)
 
 
 def test_smoothed_class_contrast_start_ranks_the_region_better_on_few_noisy_images():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import QUIET, TINY_DATA, compose_config
+from conftest import QUIET, TINY_DATA, compose_config, yaml_options
 
 from gsa_exp.attention import GlobalSpatialAttention, attention_class
 from gsa_exp.attention.global_batch import GlobalBatchAttention
@@ -19,9 +19,6 @@ from gsa_exp.training.train import train
 INFO = DataInfo(task=MULTICLASS, num_classes=2, channels=1, image_size=32, num_train=80, mean=[0.5], std=[0.5])
 OLD = ["attention=global", "attention.bank.source=batch"]
 NEW = ["attention=global_batch"]
-GATE = dict(temperature=1.0, init_bias=2.0, mode="multiply", freeze_after_epochs=None, lr_multiplier=1.0)
-CLASSIFIER = dict(kind="linear", hidden=8, kernel_size=1, normalize_fan_in=True)
-REGULARIZATION = dict(sparsity=0.0, binarization=0.0)
 
 
 def model_of(*overrides: str, seed: int = 0) -> torch.nn.Module:
@@ -100,22 +97,21 @@ def test_config_validation_checks_the_batch_sizes_naming_the_variant(tiny_config
 
 
 def make(**changes) -> GlobalBatchAttention:
-    options = dict(
-        bank=dict(batch_size=4, standardize=True), classifier=CLASSIFIER, regularization=REGULARIZATION, **GATE
+    options = yaml_options(
+        "attention", "global_batch", **{"bank": dict(batch_size=4), "classifier": dict(hidden=8), **changes}
     )
-    options.update(changes)
     return GlobalBatchAttention(in_channels=1, image_size=12, num_train=20, **options)
 
 
 def test_options_it_cannot_use_are_refused_naming_the_key():
     with pytest.raises(ValueError, match=r"^bank.batch_size=0 must be a positive integer"):
-        make(bank=dict(batch_size=0, standardize=True))
+        make(bank=dict(batch_size=0))
     with pytest.raises(
         ValueError,
         match=r"^classifier.init: per-batch global attention reads no training split to start from "
         r"\(its map starts uniform at init_bias\); remove classifier.init, init_scale",
     ):
-        make(classifier={**CLASSIFIER, "init": "class_contrast", "init_scale": 2.0})
+        make(classifier=dict(init="class_contrast", init_scale=2.0))
 
 
 def test_the_older_spelling_keeps_the_checks_of_global():

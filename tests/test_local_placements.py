@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from conftest import yaml_options
 from torch import nn
 
 from gsa_exp.attention import LocalSpatialAttention, create_attention
@@ -13,19 +14,11 @@ from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.local_stages import LocalStageAttention
 from gsa_exp.backbones import create_backbone
 
-OPTIONS = dict(
-    in_channels=1,
-    image_size=32,
-    num_train=20,
-    kernel_size=7,
-    reduction=4,
-    init_bias=2.0,
-    temperature=1.0,
-    mode="multiply",
-    regularization=dict(sparsity=0.0, binarization=0.0),
-    freeze_after_epochs=None,
-    lr_multiplier=1.0,
-)
+RUNTIME = dict(in_channels=1, image_size=32, num_train=20)
+
+
+def local(placement: str) -> LocalSpatialAttention:
+    return create_attention("local", **RUNTIME, **yaml_options("attention", "local", placement=placement, reduction=4))
 
 
 def resnet() -> nn.Module:
@@ -35,8 +28,8 @@ def resnet() -> nn.Module:
 
 
 def test_placement_input_builds_the_input_gate_and_stages_the_stage_blocks():
-    on_input = create_attention("local", placement="input", **OPTIONS)
-    after_stages = create_attention("local", placement="stages", **OPTIONS)
+    on_input = local("input")
+    after_stages = local("stages")
     assert type(on_input) is LocalSpatialAttention
     assert type(after_stages) is LocalStageAttention
     assert [name for name, _ in on_input.named_children()] == ["spatial"]
@@ -46,13 +39,16 @@ def test_placement_input_builds_the_input_gate_and_stages_the_stage_blocks():
 
 def test_the_class_name_spelling_builds_the_same_variant_as_before():
     """Checkpoints name the class (``_target_: gsa_exp.attention.LocalSpatialAttention``) with placement."""
-    assert type(LocalSpatialAttention(placement="stages", **OPTIONS)) is LocalStageAttention
+    assert (
+        type(LocalSpatialAttention(**RUNTIME, **yaml_options("attention", "local", placement="stages")))
+        is LocalStageAttention
+    )
 
 
 def test_input_placement_changes_the_image_and_stage_placement_passes_it_through():
     images = torch.rand(2, 1, 32, 32)
-    on_input = create_attention("local", placement="input", **OPTIONS).eval()
-    after_stages = create_attention("local", placement="stages", **OPTIONS).eval()
+    on_input = local("input").eval()
+    after_stages = local("stages").eval()
     after_stages.attach(resnet())
     assert torch.allclose(on_input(images), images * torch.sigmoid(torch.tensor(2.0)))
     assert after_stages(images) is images
@@ -60,7 +56,7 @@ def test_input_placement_changes_the_image_and_stage_placement_passes_it_through
 
 def test_stage_blocks_hook_into_every_declared_stage_and_survive_a_deep_copy():
     backbone = resnet()
-    attention = create_attention("local", placement="stages", **OPTIONS)
+    attention = local("stages")
     attention.attach(backbone)
     model = nn.Sequential(attention, backbone).eval()
     widths = [stage.channels for stage in backbone.feature_info]
@@ -78,10 +74,10 @@ def test_stage_blocks_hook_into_every_declared_stage_and_survive_a_deep_copy():
 
 def test_a_stage_class_built_with_the_other_placement_is_refused():
     with pytest.raises(AttentionError, match=r"placement='input': LocalStageAttention is placement=stages"):
-        LocalStageAttention(placement="input", **OPTIONS)
+        LocalStageAttention(**RUNTIME, **yaml_options("attention", "local", placement="input"))
 
 
 def test_stages_need_a_backbone_that_declares_them():
-    attention = create_attention("local", placement="stages", **OPTIONS)
+    attention = local("stages")
     with pytest.raises(AttentionError, match=r"placement=stages needs a backbone that declares its stages"):
         attention.attach(nn.Conv2d(1, 2, 3))
