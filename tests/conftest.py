@@ -106,3 +106,19 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A fabricated sweep: 2 backbones x 2 attentions x 3 seeds, one failed job (fabricated_sweeps.py)."""
+    from fabricated_sweeps import fabricated_sweep
+
+    return fabricated_sweep(tmp_path)
+
+
+@pytest.fixture
+def image_sweep(tmp_path: Path) -> Path:
+    """A fabricated sweep with per-image predictions and targets (fabricated_sweeps.py)."""
+    from fabricated_sweeps import fabricated_image_sweep
+
+    return fabricated_image_sweep(tmp_path)
