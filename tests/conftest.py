@@ -57,6 +57,16 @@ def yaml_options(group: str, choice: str, **changes: Any) -> dict[str, Any]:
     return merged(_group_node(group, choice), changes)
 
 
+def perturb(module, seed: int = 1, scale: float = 0.3) -> None:
+    """Give every parameter of ``module`` non-trivial values (attention gates start at zero weights)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+
+
 def array_datamodule(source, **changes):
     """An ArrayDataModule over ``source``: the loader defaults of the YAML, small batches of 32 px images."""
     from gsa_exp.data.datamodule import ArrayDataModule

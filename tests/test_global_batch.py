@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import QUIET, TINY_DATA, compose_config, yaml_options
+from conftest import QUIET, TINY_DATA, compose_config, perturb, yaml_options
 
 from gsa_exp.attention import GlobalSpatialAttention, attention_class
 from gsa_exp.attention.global_batch import GlobalBatchAttention
@@ -24,13 +24,6 @@ NEW = ["attention=global_batch"]
 def model_of(*overrides: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)  # the same draws for the pixel classifier and the backbone, whatever the spelling
     return build_model(compose_config([*TINY_DATA, *overrides]), INFO)
-
-
-def perturb(module: torch.nn.Module) -> None:
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator))
 
 
 def test_the_registered_name_and_the_older_spelling_build_the_same_class():
@@ -55,7 +48,7 @@ def test_both_spellings_give_the_same_weights_logits_maps_and_gradients(old_chan
     assert old.state_dict().keys() == new.state_dict().keys()  # checkpoints of either load into the other
     for key, value in old.state_dict().items():
         assert torch.equal(value, new.state_dict()[key]), key
-    perturb(old), perturb(new)
+    perturb(old, scale=1.0), perturb(new, scale=1.0)
     images = torch.rand(40, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     for model in (old, new):
         model.eval()
@@ -123,7 +116,7 @@ def test_the_older_spelling_keeps_the_checks_of_global():
 
 def test_infer_of_global_batch_evaluates_every_image_once_in_full_batches():
     model = model_of(*NEW).eval()
-    perturb(model.attention)
+    perturb(model.attention, scale=1.0)
     images = torch.rand(40, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         model.reset_eval_context()
