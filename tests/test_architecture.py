@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,50 @@ def test_the_import_check_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "module.py"
     source.write_text("def f():\n    from gsa_exp.config.validation import ConfigError\n")
     assert project_imports(source) == {"config"}
+
+
+# Components name their options relative to themselves ($root, $bank.components); only the config
+# layer knows where the config keeps them (dataset.root, attention.bank.components).
+LEAF_LAYERS = ("data", "attention", "backbones", "model")
+CONFIG_PATH = re.compile(r"(?<![\w.])(?:dataset|performance|attention|backbone)\.\w")  # not gsa_exp.attention.x
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string constant but docstrings, f-string parts included."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, documented) and node.body and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+@pytest.mark.parametrize("layer", LEAF_LAYERS)
+def test_components_and_model_spell_no_config_paths(layer):
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}: {text!r}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for line, text in string_constants(path)
+        if CONFIG_PATH.search(text)
+    ]
+    assert found == []
+
+
+def test_the_config_path_check_sees_f_strings_and_skips_docstrings(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text(
+        '"""Reads dataset.root."""\n'
+        "def f(x):\n"
+        '    """Uses performance.compile."""\n'
+        '    return f"backbone.stem={x}", "$root", "gsa_exp.attention.registry"\n'
+    )
+    assert [text for _, text in string_constants(source) if CONFIG_PATH.search(text)] == ["backbone.stem="]
 
 
 def test_no_module_is_over_the_line_limit():

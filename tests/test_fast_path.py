@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from gsa_exp.benchmark.models import configured_optimizer
 from gsa_exp.data.device_batches import DeviceBatches, fits_in_free_memory
 from gsa_exp.model.nonfinite import NonFiniteLossError
-from gsa_exp.training.builders import build_datamodule, build_model
+from gsa_exp.training.builders import build_datamodule, build_model, configure_batches
 from gsa_exp.training.memory import GPUOutOfMemoryError
 from gsa_exp.training.train import train
 
@@ -91,7 +92,21 @@ def test_splits_that_do_not_fit_the_free_share_stay_on_the_host_with_one_line(ca
         assert not fits_in_free_memory(300 * 2**20, 400 * 2**20, 0.5, "cuda:0")
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 1
-    assert "need 300 MB" in lines[0] and "performance.device_memory_share=0.5" in lines[0] and "400 MB free" in lines[0]
+    assert "need 300 MB" in lines[0] and "more than device_memory_share=0.5" in lines[0] and "400 MB free" in lines[0]
+
+
+def test_the_host_memory_line_of_a_training_run_names_the_config_path(tiny_config, monkeypatch, caplog):
+    cfg = tiny_config("performance.data_on_device=true")
+    datamodule = build_datamodule(cfg.dataset)
+    datamodule.setup("fit")  # 144 grey images of 32 x 32: 0.14 MB
+    model = SimpleNamespace(compiled=False, attention=SimpleNamespace(fixed_batch_size=None))
+    configure_batches(datamodule, cfg.performance, model)  # as train.py does
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**18, 2**30))  # 0.25 MB free on "cuda:0"
+    datamodule.trainer = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(datamodule.train_dataloader(), DataLoader)
+    lines = [record.getMessage() for record in caplog.records if "host memory" in record.getMessage()]
+    assert len(lines) == 1 and "more than performance.device_memory_share=0.5 of the 0 MB free on cuda:0" in lines[0]
 
 
 def test_several_processes_keep_the_host_loader(tiny_config):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from conftest import ROOT
 from test_real_datasets import medmnist_arrays, medmnist_source
 
+from gsa_exp.config.validation import option_errors_located
 from gsa_exp.data import DataFormatError
 from gsa_exp.data.npz_members import NpzCacheError, default_cache_dir, map_npz_members
 
@@ -68,10 +70,14 @@ def test_the_source_reads_through_the_configured_cache_directory(tmp_path):
 def test_an_unwritable_cache_directory_is_named_with_the_option_to_set(tmp_path):
     path = tmp_path / "pneumoniamnist.npz"
     np.savez_compressed(path, **medmnist_arrays())
-    blocker = tmp_path / "not-a-directory"
+    blocker = tmp_path / "not-a-$source-directory"
     blocker.write_text("a file where the cache directory should be")
-    with pytest.raises(NpzCacheError, match="set dataset.source.cache_dir to a writable directory"):
+    where = re.escape(f"into the cache directory {blocker} (")
+    with pytest.raises(NpzCacheError, match=where + r".*; set source.cache_dir to a writable directory"):
         map_npz_members(path, ["train_images"], cache_dir=blocker)
+    with pytest.raises(NpzCacheError, match=where + r".*; set dataset.source.cache_dir to a writable directory"):
+        with option_errors_located():  # as train.py reports it
+            map_npz_members(path, ["train_images"], cache_dir=blocker)
 
 
 def test_a_truncated_archive_is_reported_as_a_format_error(tmp_path):

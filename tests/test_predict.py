@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ def test_every_supported_format_is_converted_to_the_models_channels_and_size(che
     assert overlays == ["channels_first.npy.png", "colour.jpg.png", "deep.tif.png", "float.npy.png"]
 
 
-def test_bad_inputs_are_named(checkpoint, tmp_path):
+def test_bad_inputs_are_named(checkpoint, tmp_path, monkeypatch):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "broken.png").write_bytes(b"not a png at all")
@@ -95,6 +96,10 @@ def test_bad_inputs_are_named(checkpoint, tmp_path):
         predict(predict_config(checkpoint, empty, tmp_path / "out"))
     with pytest.raises(DataNotFoundError, match="input: no file or folder at"):
         predict(predict_config(checkpoint, tmp_path / "nowhere", tmp_path / "out"))
+    monkeypatch.chdir(tmp_path)  # predict's own option keeps its name (no "dataset."), and a $ in it stays
+    relative = f"input: no file or folder at {tmp_path / 'no$where'} (input='no$where' resolved against the launch"
+    with pytest.raises(DataNotFoundError, match=re.escape(relative)):
+        predict(predict_config(checkpoint, Path("no$where"), tmp_path / "out"))
     with pytest.raises(ConfigError, match="ckpt_path='missing.ckpt': no such file"):
         predict(predict_config(Path("missing.ckpt"), folder, tmp_path / "out"))
 

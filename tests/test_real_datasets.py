@@ -6,16 +6,18 @@ Every file is written here, tiny, in the exact format of the real one; nothing i
 from __future__ import annotations
 
 import inspect
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CONF, compose_config, dataset_choices
+from conftest import CONF, QUIET, compose_config, dataset_choices
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from PIL import Image
 
+from gsa_exp.config.validation import option_errors_located
 from gsa_exp.data import (
     ArrayDataModule,
     DataFormatError,
@@ -27,6 +29,9 @@ from gsa_exp.data import (
     list_sources,
 )
 from gsa_exp.data.fer2013 import EMOTIONS
+from gsa_exp.data.files import DataError
+from gsa_exp.data.npz_members import NpzCacheError
+from gsa_exp.errors import OptionMessage
 from gsa_exp.training.builders import build_datamodule
 
 COUNTS = {"train": 20, "val": 8, "test": 8}
@@ -121,8 +126,12 @@ def test_missing_medmnist_file_says_where_and_how_to_get_it(tmp_path):
     assert isinstance(caught.value, FileNotFoundError)
     assert f"MedMNIST file not found: {tmp_path / 'pneumoniamnist_128.npz'}" in message
     assert "https://zenodo.org/records/10519652/files/pneumoniamnist_128.npz" in message
-    assert "dataset.source.download=true" in message
+    assert "or set source.download=true to fetch it" in message  # the source names its options bare
     assert "resolved against" not in message  # an absolute path needs no explanation
+    with pytest.raises(DataNotFoundError) as located, option_errors_located():  # as train.py reports it
+        medmnist_source(tmp_path, size=128).load()
+    assert str(located.value) == message.replace("source.download", "dataset.source.download")
+    assert isinstance(located.value, FileNotFoundError)
 
 
 def broken(change):
@@ -244,14 +253,23 @@ def test_relative_paths_are_resolved_against_the_launch_directory(tmp_path, monk
     with pytest.raises(DataNotFoundError) as caught:
         medmnist_source("data/elsewhere").load()
     expected = (
-        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (dataset.root='data/elsewhere' "
+        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (root='data/elsewhere' "
         f"resolved against the launch directory {tmp_path})"
     )
     assert expected in str(caught.value)
-    with pytest.raises(DataNotFoundError, match=r"fer.csv \(dataset.source.path='fer.csv' resolved against the launch"):
+    with pytest.raises(DataNotFoundError, match=r"fer.csv \(source.path='fer.csv' resolved against the launch"):
         FER2013Source(path="fer.csv").load()
-    with pytest.raises(DataNotFoundError, match=r"imgs \(dataset.root='imgs' resolved against the launch"):
+    with pytest.raises(DataNotFoundError, match=r"imgs \(root='imgs' resolved against the launch"):
         image_folder("imgs").load()
+    # as train.py reports them: where the config keeps the options
+    with pytest.raises(DataNotFoundError, match=r"\(dataset.root='data/elsewhere' resolved against the launch"):
+        with option_errors_located():
+            medmnist_source("data/elsewhere").load()
+    with pytest.raises(
+        DataNotFoundError, match=r"fer.csv \(dataset.source.path='fer.csv' resolved .* or point dataset.source.path at"
+    ):
+        with option_errors_located():
+            FER2013Source(path="fer.csv").load()
 
 
 # -- FER2013 ----------------------------------------------------------------------------
@@ -485,6 +503,64 @@ def test_image_folder_settings_and_missing_root_are_checked(tmp_path):
         DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"
     ):
         image_folder(tmp_path / "missing").load()
+
+
+# -- option names in file errors -------------------------------------------------------
+def test_a_missing_root_with_a_dollar_is_named_bare_by_the_source_and_located_by_train(tmp_path, monkeypatch):
+    from gsa_exp.training.train import train
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError) as direct:
+        image_folder("data$root").load()
+    expected = (
+        f"image folder not found: {tmp_path / 'data$root'} (root='data$root' resolved against the launch "
+        f"directory {tmp_path}). Expected a directory laid out as root/<class>/<image> or "
+    )
+    assert str(direct.value).startswith(expected)
+    cfg = compose_config(["dataset=image_folder", "dataset.root=data$root", *QUIET], output_dir=tmp_path / "run")
+    with pytest.raises(DataNotFoundError) as through_train:
+        train(cfg)
+    assert str(through_train.value).startswith(expected.replace("(root=", "(dataset.root="))
+    assert isinstance(through_train.value, FileNotFoundError) and through_train.value.__cause__ is not None
+
+
+def test_a_format_error_keeps_dollars_in_paths_and_file_names_through_build_datamodule(tmp_path, monkeypatch):
+    write_class_images(tmp_path / "data$root" / "only$source", 0, 3)
+    monkeypatch.chdir(tmp_path)
+    expected = (
+        f"{tmp_path / 'data$root'} (root='data$root' resolved against the launch directory {tmp_path}): "
+        "found a single class folder (only$source, 3 images); a classifier needs at least 2 classes"
+    )
+    with pytest.raises(DataFormatError) as direct:
+        image_folder("data$root").load()
+    assert str(direct.value).startswith(expected)
+    dataset = compose_config(["dataset=image_folder", "dataset.root=data$root"]).dataset
+    with pytest.raises(DataFormatError) as located:
+        with option_errors_located():  # train.py: build_datamodule, then setup, inside it
+            build_datamodule(dataset).setup("fit")
+    assert str(located.value).startswith(expected.replace("(root=", "(dataset.root="))
+
+
+@pytest.mark.parametrize(
+    ("error_type", "base"),
+    [
+        (DataNotFoundError, FileNotFoundError),
+        (DataFormatError, ValueError),
+        (NpzCacheError, OSError),
+        (DataError, ValueError),
+    ],
+)
+def test_data_errors_are_rebuilt_from_their_located_template(error_type, base):
+    literal = OptionMessage.literal
+    raised = error_type(f"{literal('/d/a$root')} ($root={literal(repr('a$root'))}): set $source.cache_dir")
+    assert str(raised) == "/d/a$root (root='a$root'): set source.cache_dir"
+    with pytest.raises(error_type) as located:
+        with option_errors_located():
+            raise raised
+    assert type(located.value) is error_type and isinstance(located.value, base)
+    assert str(located.value) == "/d/a$root (dataset.root='a$root'): set dataset.source.cache_dir"
+    assert located.value.__cause__ is raised
+    assert str(pickle.loads(pickle.dumps(located.value))) == str(located.value)  # as a worker process passes it on
 
 
 # -- configs ----------------------------------------------------------------------------

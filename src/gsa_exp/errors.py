@@ -23,7 +23,9 @@ class OptionMessage(Exception):
     shows the config paths the caller knows (``backbone.stem='tiny' is not one of ...``).
     Values written into the message go through ``literal`` so a ``$`` in them stays as it is.
     ``component`` is the kind of component raising it (its config group), for errors raised
-    while training runs, where no caller knows which component it came from.
+    while training runs, where no caller knows which component it came from. Subclasses
+    keep the one constructor argument, the template: the config layer rebuilds an error
+    as ``type(error)(literal(located))``.
     """
 
     component: str | None = None
@@ -31,6 +33,10 @@ class OptionMessage(Exception):
     def __init__(self, template: str) -> None:
         self.template = template
         super().__init__(Template(template).safe_substitute(_BareNames()))
+
+    def __reduce__(self) -> tuple:
+        """Pickled with its template (``args`` holds the shown text, where a ``$`` no longer reads as one)."""
+        return type(self), (self.template,), self.__dict__
 
     def located(self, paths: Mapping[str, str]) -> str:
         """The message with every ``$name`` replaced by ``paths[name]``."""

@@ -113,6 +113,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self._info: DataInfo | None = None
         self._train_batches_to_skip = 0  # set when resuming mid-epoch from a checkpoint
         self.on_device, self.memory_share, self.pad_eval_batches = False, 1.0, False  # see configure_batches
+        self.memory_share_option = "device_memory_share"
         self._device_splits: dict[str, Split] | None = None
 
     # -- set-up -----------------------------------------------------------------------
@@ -169,16 +170,26 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.data.split(name)
 
     # -- loaders ----------------------------------------------------------------------
-    def configure_batches(self, *, on_device: bool, memory_share: float, pad_eval_batches: bool) -> None:
+    def configure_batches(
+        self,
+        *,
+        on_device: bool,
+        memory_share: float,
+        pad_eval_batches: bool,
+        memory_share_option: str = "device_memory_share",
+    ) -> None:
         """The ``performance`` settings that shape batches.
 
         ``on_device``: on a single device, the splits move to it once and batches are index
         slices there (``DeviceBatches``), unless they need more than ``memory_share`` of its
-        free memory (a share in (0, 1]: ``performance``'s schema checks it). ``pad_eval_batches``: short evaluation batches are completed to
-        ``eval_batch_size`` and the completion is discarded after the forward, so a compiled
+        free memory (a share in (0, 1]: ``performance``'s schema checks it); the log line saying
+        so calls it ``memory_share_option`` (where the caller's config keeps it).
+        ``pad_eval_batches``: short evaluation batches are completed to ``eval_batch_size`` and
+        the completion is discarded after the forward, so a compiled
         model sees one shape (``on_after_batch_transfer``).
         """
         self.on_device, self.memory_share, self.pad_eval_batches = on_device, memory_share, pad_eval_batches
+        self.memory_share_option = memory_share_option
 
     def _train_sampler(self, size: int) -> EpochShuffleSampler:
         sampler = EpochShuffleSampler(size, self.shuffle_seed)
@@ -195,7 +206,7 @@ class ArrayDataModule(pl.LightningDataModule):
         if self._device_splits is None:
             assert self.data is not None
             splits = {name: self.data.split(name) for name in SPLITS}
-            if not fits_on_device(splits, device, self.memory_share):
+            if not fits_on_device(splits, device, self.memory_share, self.memory_share_option):
                 self.on_device = False
                 return None
             self._device_splits = {

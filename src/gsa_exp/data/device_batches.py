@@ -54,7 +54,9 @@ class DeviceBatches:
                 yield self.images[index], self.labels[index]
 
 
-def fits_on_device(splits: dict[str, Split], device: torch.device, memory_share: float) -> bool:
+def fits_on_device(
+    splits: dict[str, Split], device: torch.device, memory_share: float, option: str = "device_memory_share"
+) -> bool:
     """True when the splits take at most ``memory_share`` of the device's free memory (always on the CPU)."""
     if device.type != "cuda":
         return True
@@ -62,17 +64,23 @@ def fits_on_device(splits: dict[str, Split], device: torch.device, memory_share:
         s.images.numel() * s.images.element_size() + s.labels.numel() * s.labels.element_size() for s in splits.values()
     )
     free, _ = torch.cuda.mem_get_info(device)
-    return fits_in_free_memory(needed, free, memory_share, str(device))
+    return fits_in_free_memory(needed, free, memory_share, str(device), option)
 
 
-def fits_in_free_memory(needed: int, free: int, memory_share: float, device: str) -> bool:
-    """The decision, and the one log line when the data stay on the host."""
+def fits_in_free_memory(
+    needed: int, free: int, memory_share: float, device: str, option: str = "device_memory_share"
+) -> bool:
+    """The decision, and the one log line when the data stay on the host.
+
+    ``option`` names ``memory_share`` in that line: its bare name, or where the caller's config keeps it.
+    """
     if needed <= memory_share * free:
         return True
     log.warning(
-        "Data stay in host memory: the splits need %.0f MB, more than performance.device_memory_share=%g of the "
+        "Data stay in host memory: the splits need %.0f MB, more than %s=%g of the "
         "%.0f MB free on %s; batches are copied per step instead",
         needed / 2**20,
+        option,
         memory_share,
         free / 2**20,
         device,

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing, literal
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
 
@@ -32,20 +32,20 @@ class FER2013Source:
     """The FER2013 CSV at ``path`` (e.g. ``fer2013.csv`` from the Kaggle challenge page)."""
 
     def __init__(self, *, path: str) -> None:
-        self.path = ResolvedPath.resolve("dataset.source.path", path)
+        self.path = ResolvedPath.resolve("source.path", path)
 
     def load(self) -> LoadedData:
         where = self.path.describe()
         if not self.path.path.is_file():
             raise DataNotFoundError(
-                f"FER2013 CSV not found: {where}. Download fer2013.csv from {KAGGLE_PAGE} "
-                "and put it there, or point dataset.source.path at it"
+                f"FER2013 CSV not found: {where}. Download fer2013.csv from {literal(KAGGLE_PAGE)} "
+                "and put it there, or point $source.path at it"
             )
         try:
             with open(self.path.path, newline="", encoding="utf-8") as handle:
                 images, labels, problems = _read_rows(csv.reader(handle), where)
         except UnicodeDecodeError as error:
-            raise DataFormatError(f"{where}: not a text CSV file ({error})") from error
+            raise DataFormatError(f"{where}: not a text CSV file ({literal(error)})") from error
         if problems:
             raise DataFormatError(
                 f"{where}: " + listing(problems, "malformed rows (line numbers count the header as line 1)")
@@ -53,7 +53,9 @@ class FER2013Source:
         splits = {}
         for usage, split in USAGE_SPLITS.items():
             if not images[split]:
-                raise DataFormatError(f"{where}: no rows with Usage {usage!r}, so the {split} split would be empty")
+                raise DataFormatError(
+                    f"{where}: no rows with Usage {literal(repr(usage))}, so the {split} split would be empty"
+                )
             splits[split] = Split(
                 images=torch.from_numpy(np.stack(images[split]).reshape(-1, 1, SIDE, SIDE)),
                 labels=torch.tensor(labels[split], dtype=torch.int64),
@@ -66,8 +68,8 @@ def _read_rows(reader, where: str) -> tuple[dict[str, list[np.ndarray]], dict[st
     names = [name.strip() for name in header or []]
     if sorted(names) != sorted(COLUMNS):
         raise DataFormatError(
-            f"{where}: the header is {','.join(header or [])!r}; expected the columns "
-            f"{','.join(COLUMNS)!r} of the FER2013 CSV from {KAGGLE_PAGE}"
+            f"{where}: the header is {literal(repr(','.join(header or [])))}; expected the columns "
+            f"{literal(repr(','.join(COLUMNS)))} of the FER2013 CSV from {literal(KAGGLE_PAGE)}"
         )
     column = {name: names.index(name) for name in COLUMNS}
     images: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}

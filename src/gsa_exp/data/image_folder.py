@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath, listing, literal
 from gsa_exp.data.image_files import READ_ERRORS, open_as_8bit
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
@@ -58,7 +58,7 @@ class ImageFolderSource:
             raise DataError(f"$source.image_size={image_size} must be a positive integer")
         if not extensions:
             raise DataError("$source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]")
-        self.root = ResolvedPath.resolve("dataset.root", root)
+        self.root = ResolvedPath.resolve("root", root)
         self.split_ratios = ratios
         self.seed = seed
         self.channels = channels
@@ -68,7 +68,9 @@ class ImageFolderSource:
     def load(self) -> LoadedData:
         where = self.root.describe()
         if not self.root.path.is_dir():
-            raise DataNotFoundError(f"image folder not found: {where}. Expected a directory laid out as {LAYOUTS}")
+            raise DataNotFoundError(
+                f"image folder not found: {where}. Expected a directory laid out as {literal(LAYOUTS)}"
+            )
         files, classes = self._find_files(where)
         unreadable: list[str] = []
         splits = {split: self._read_split(files[split], classes, unreadable) for split in SPLITS}
@@ -78,24 +80,27 @@ class ImageFolderSource:
 
     # -- finding the files ------------------------------------------------------------
     def _find_files(self, where: str) -> tuple[dict[str, list[tuple[Path, str]]], list[str]]:
-        """(path, class) pairs per split, and the sorted class names."""
+        """(path, class) pairs per split, and the sorted class names; ``where`` is ``self.root.describe()``."""
         present = {path.name for path in _folders(self.root.path)} & set(SPLITS)
         if present:
             if present != set(SPLITS):
                 missing = [split for split in SPLITS if split not in present]
                 raise DataFormatError(
-                    f"{where}: has {', '.join(f'{s}/' for s in SPLITS if s in present)} but no "
-                    f"{', '.join(f'{s}/' for s in missing)}; a pre-split folder needs train/, val/ and test/"
+                    f"{where}: has {literal(', '.join(f'{s}/' for s in SPLITS if s in present))} but no "
+                    f"{literal(', '.join(f'{s}/' for s in missing))}; a pre-split folder needs train/, val/ and test/"
                 )
             by_split = {split: self._scan(self.root.path / split) for split in SPLITS}
             classes = self._check_classes(where, by_split["train"], "train/")
             for split in ("val", "test"):
                 unknown = sorted(set(by_split[split]) - set(classes))
                 if unknown:
-                    raise DataFormatError(f"{where}: {split}/ has class folders that train/ lacks: {unknown}")
+                    raise DataFormatError(
+                        f"{where}: {literal(split)}/ has class folders that train/ lacks: {literal(unknown)}"
+                    )
                 if not by_split[split]:
                     raise DataFormatError(
-                        f"{where}: {split}/ holds no images with extensions {self.extensions} in class sub-folders"
+                        f"{where}: {literal(split)}/ holds no images with extensions {literal(self.extensions)} "
+                        "in class sub-folders"
                     )
             return {split: _pairs(by_split[split]) for split in SPLITS}, classes
         by_class = self._scan(self.root.path)
@@ -120,13 +125,13 @@ class ImageFolderSource:
     def _check_classes(self, where: str, by_class: dict[str, list[Path]], prefix: str) -> list[str]:
         if not by_class:
             raise DataFormatError(
-                f"{where}: found no images with extensions {self.extensions} in {prefix or 'its '}class sub-folders; "
-                f"expected {LAYOUTS}"
+                f"{where}: found no images with extensions {literal(self.extensions)} in "
+                f"{literal(prefix or 'its ')}class sub-folders; expected {literal(LAYOUTS)}"
             )
         if len(by_class) == 1:
             name, images = next(iter(by_class.items()))
             raise DataFormatError(
-                f"{where}: found a single class folder ({prefix}{name}, {len(images)} images); "
+                f"{where}: found a single class folder ({literal(prefix + name)}, {len(images)} images); "
                 "a classifier needs at least 2 classes, one sub-folder per class"
             )
         return sorted(by_class)
@@ -151,7 +156,7 @@ class ImageFolderSource:
             if not splits[split]:
                 total = sum(len(images) for images in by_class.values())
                 raise DataFormatError(
-                    f"{where}: split_ratios={self.split_ratios} leave the {split} split empty; "
+                    f"{where}: split_ratios={literal(self.split_ratios)} leave the {literal(split)} split empty; "
                     f"{total} images in {len(by_class)} classes are too few"
                 )
         return splits

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from medmnist.info import HOMEPAGE, INFO
 
-from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath
+from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, ResolvedPath, literal
 from gsa_exp.data.npz_members import NpzCacheError, map_npz_members, npz_keys
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
@@ -40,16 +40,17 @@ class MedMNISTSource:
     def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None) -> None:
         if flag not in FLAGS_2D:
             raise DataError(
-                f"$source.flag={flag!r} is not a MedMNIST 2D data set; choose one of: {', '.join(FLAGS_2D)}"
+                f"$source.flag={literal(repr(flag))} is not a MedMNIST 2D data set; "
+                f"choose one of: {literal(', '.join(FLAGS_2D))}"
             )
         if size not in SIZES:
             raise DataError(f"$source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
         self.flag = flag
         self.size = size
-        self.root = ResolvedPath.resolve("dataset.root", root)
+        self.root = ResolvedPath.resolve("root", root)
         self.download = download
         self.as_rgb = as_rgb
-        self.cache_dir = None if cache_dir is None else ResolvedPath.resolve("dataset.source.cache_dir", cache_dir).path
+        self.cache_dir = None if cache_dir is None else ResolvedPath.resolve("source.cache_dir", cache_dir).path
         info = INFO[flag]
         self.task = TASK_TYPES[info["task"]]
         self.channels = int(info["n_channels"])
@@ -66,8 +67,8 @@ class MedMNISTSource:
         if not self.path.is_file():
             if not self.download:
                 raise DataNotFoundError(
-                    f"MedMNIST file not found: {self.root.describe(self.path)}. Download {self.url} "
-                    f"(see {HOMEPAGE}) into {self.root.path}, or set dataset.source.download=true "
+                    f"MedMNIST file not found: {self.root.describe(self.path)}. Download {literal(self.url)} "
+                    f"(see {literal(HOMEPAGE)}) into {literal(self.root.path)}, or set $source.download=true "
                     "to fetch it through the medmnist package"
                 )
             self._fetch()
@@ -84,7 +85,9 @@ class MedMNISTSource:
         try:
             dataset_class(split="train", download=True, root=str(self.root.path), size=self.size)
         except Exception as error:  # the package reports network and checksum failures its own way
-            raise DataNotFoundError(f"could not download {self.url} into {self.root.describe()}: {error}") from error
+            raise DataNotFoundError(
+                f"could not download {literal(self.url)} into {self.root.describe()}: {literal(error)}"
+            ) from error
 
     def _read(self) -> dict[str, np.ndarray]:
         where = self.root.describe(self.path)
@@ -95,11 +98,12 @@ class MedMNISTSource:
         except NpzCacheError:
             raise
         except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise DataFormatError(f"{where}: cannot read it as a MedMNIST .npz archive ({error})") from error
+            raise DataFormatError(f"{where}: cannot read it as a MedMNIST .npz archive ({literal(error)})") from error
         missing = [key for key in keys if key not in arrays]
         if missing:
             raise DataFormatError(
-                f"{where}: key {missing[0]!r} is missing (keys found: {found}); a MedMNIST file holds {', '.join(keys)}"
+                f"{where}: key {literal(repr(missing[0]))} is missing (keys found: {literal(found)}); "
+                f"a MedMNIST file holds {literal(', '.join(keys))}"
             )
         return arrays
 
@@ -108,12 +112,19 @@ class MedMNISTSource:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         count = images.shape[0] if images.ndim else 0
         pixels = (self.size, self.size) if self.channels == 1 else (self.size, self.size, 3)
-        _check_array(where, f"{split}_images", images, ("N", *pixels), np.uint8, f"{self.flag} at size {self.size}")
+        _check_array(
+            where, f"{split}_images", images, ("N", *pixels), np.uint8, f"{literal(self.flag)} at size {self.size}"
+        )
         if count == 0:
-            raise DataFormatError(f"{where}: {split}_images holds no images; every split needs at least one")
+            raise DataFormatError(f"{where}: {literal(split)}_images holds no images; every split needs at least one")
         width = len(self.label_names) if self.task == MULTILABEL else 1
         _check_array(
-            where, f"{split}_labels", labels, (count, width), np.integer, f"one row per image of {split}_images"
+            where,
+            f"{split}_labels",
+            labels,
+            (count, width),
+            np.integer,
+            f"one row per image of {literal(split)}_images",
         )
         self._check_label_values(where, split, labels)
 
@@ -137,21 +148,27 @@ class MedMNISTSource:
         value = labels[row, column]
         if self.task == MULTILABEL:
             raise DataFormatError(
-                f"{where}: {split} labels contain {value} (row {row}, label {column} {self.label_names[column]!r}); "
-                f"{self.flag} is multi-label: allowed values are 0 and 1"
+                f"{where}: {literal(split)} labels contain {literal(value)} (row {row}, label {column} "
+                f"{literal(repr(self.label_names[column]))}); {literal(self.flag)} is multi-label: "
+                "allowed values are 0 and 1"
             )
         raise DataFormatError(
-            f"{where}: {split} labels contain {value} (row {row}); "
-            f"allowed class indices for {self.flag} are 0..{high} ({len(self.label_names)} classes)"
+            f"{where}: {literal(split)} labels contain {literal(value)} (row {row}); "
+            f"allowed class indices for {literal(self.flag)} are 0..{high} ({len(self.label_names)} classes)"
         )
 
 
 def _check_array(where: str, key: str, array: np.ndarray, shape: tuple, dtype: type, note: str) -> None:
-    """``shape`` entries are sizes, or "N" for any count; ``dtype`` a NumPy type or abstract kind."""
+    """``shape`` entries are sizes, or "N" for any count; ``dtype`` a NumPy type or abstract kind.
+
+    ``where`` and ``note`` are parts of the error's template (``literal`` values in them).
+    """
     expected = "(" + ", ".join(map(str, shape)) + ")"
     fits = array.ndim == len(shape) and all(want == "N" or have == want for have, want in zip(array.shape, shape))
     if not fits:
-        raise DataFormatError(f"{where}: {key} has shape {tuple(array.shape)}, expected {expected} ({note})")
+        raise DataFormatError(
+            f"{where}: {literal(key)} has shape {literal(tuple(array.shape))}, expected {literal(expected)} ({note})"
+        )
     if not np.issubdtype(array.dtype, dtype):
         wanted = "uint8" if dtype is np.uint8 else "an integer type"
-        raise DataFormatError(f"{where}: {key} has dtype {array.dtype}, expected {wanted}")
+        raise DataFormatError(f"{where}: {literal(key)} has dtype {literal(array.dtype)}, expected {wanted}")

@@ -18,12 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from gsa_exp.data.files import literal
+from gsa_exp.errors import OptionMessage
+
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local file header (30 bytes)
 _COPY_CHUNK = 16 * 2**20
 
 
-class NpzCacheError(OSError):
-    """A compressed member could not be decompressed into the cache directory."""
+class NpzCacheError(OptionMessage, OSError):
+    """A compressed member could not be decompressed into the cache directory; names ``$source.cache_dir``."""
+
+    component = "dataset"
 
 
 def default_cache_dir(path: Path) -> Path:
@@ -97,7 +102,8 @@ def _decompressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, c
         if partial.is_file():
             partial.unlink()
         raise NpzCacheError(
-            f"cannot decompress {info.filename} of {path} into the cache directory {cache} ({error}); "
-            "set dataset.source.cache_dir to a writable directory with room for the uncompressed arrays"
+            f"cannot decompress {literal(info.filename)} of {literal(path)} into the cache directory "
+            f"{literal(cache)} ({literal(error)}); "
+            "set $source.cache_dir to a writable directory with room for the uncompressed arrays"
         ) from error
     return target

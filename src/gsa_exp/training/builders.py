@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 
-from gsa_exp.config.validation import option_errors_located
+from gsa_exp.config.validation import DATA_OPTIONS, option_errors_located
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
@@ -51,6 +51,7 @@ def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, mode
     datamodule.configure_batches(
         on_device=performance.data_on_device,
         memory_share=performance.device_memory_share,
+        memory_share_option=DATA_OPTIONS["device_memory_share"],  # the config path, in the log line
         pad_eval_batches=model.compiled and model.attention.fixed_batch_size is None,
     )
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from gsa_exp.attention import shared_map_of
 from gsa_exp.config.validation import option_errors_located, validate_predict_config
-from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing
+from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing, literal
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
 from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
@@ -29,6 +29,18 @@ PREDICTIONS_CSV = "predictions.csv"
 SUFFIXES = (*PIL_SUFFIXES, *ARRAY_SUFFIXES)
 
 
+class InputNotFoundError(DataNotFoundError):
+    """No image at ``input``: predict's own option, a top-level key, so the bare name is where it lives."""
+
+    component = None  # not a data-set option: option_errors_located leaves the message as it is
+
+
+class InputFormatError(DataFormatError):
+    """Files of ``input`` that cannot be read as the model's images."""
+
+    component = None
+
+
 def input_files(given: str) -> list[Path]:
     """The image file, or the image files of the folder (sorted, sub-folders and hidden files ignored)."""
     where = ResolvedPath.resolve("input", given)
@@ -36,12 +48,14 @@ def input_files(given: str) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise DataNotFoundError(f"input: no file or folder at {where.describe()}")
+        raise InputNotFoundError(f"$input: no file or folder at {where.describe()}")
     files = sorted(
         p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES
     )
     if not files:
-        raise DataNotFoundError(f"input: {where.describe()} holds no image files (looked for {', '.join(SUFFIXES)})")
+        raise InputNotFoundError(
+            f"$input: {where.describe()} holds no image files (looked for {literal(', '.join(SUFFIXES))})"
+        )
     return files
 
 
@@ -54,7 +68,7 @@ def load_images(files: list[Path], channels: int, size: int) -> Tensor:
         except READ_ERRORS as error:
             problems.append(f"{path}: {error}")
     if problems:
-        raise DataFormatError(listing(problems, f"input files could not be read as {channels}-channel images"))
+        raise InputFormatError(listing(problems, f"input files could not be read as {channels}-channel images"))
     return torch.cat(images)
 
 
