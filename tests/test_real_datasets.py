@@ -1,4 +1,4 @@
-"""Real data sets read from disk: MedMNIST .npz, FER2013 CSV, image folders.
+"""Real data sets read from disk: FER2013 CSV, image folders, option names in file errors, their configs.
 
 Every file is written here, tiny, in the exact format of the real one; nothing is downloaded.
 """
@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import CONF, QUIET, compose_config, dataset_choices
+from data_files import (
+    fer_rows,
+    grey_level,
+    image_folder,
+    image_ids,
+    medmnist_arrays,
+    write_class_images,
+    write_fer,
+    write_npz,
+)
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from PIL import Image
@@ -23,8 +32,6 @@ from gsa_exp.data import (
     DataFormatError,
     DataNotFoundError,
     FER2013Source,
-    ImageFolderSource,
-    MedMNISTSource,
     get_source,
     list_sources,
 )
@@ -34,261 +41,8 @@ from gsa_exp.data.npz_members import NpzCacheError
 from gsa_exp.errors import OptionMessage
 from gsa_exp.training.builders import build_datamodule
 
-COUNTS = {"train": 20, "val": 8, "test": 8}
-
-
-# -- MedMNIST ---------------------------------------------------------------------------
-def medmnist_arrays(size=28, colour=False, label_width=1, num_classes=2, seed=0) -> dict[str, np.ndarray]:
-    """The official keys, dtypes and shapes: uint8 N x H x W (x 3) images, uint8 N x L labels."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, count in COUNTS.items():
-        shape = (count, size, size, 3) if colour else (count, size, size)
-        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
-        arrays[f"{split}_labels"] = rng.integers(0, num_classes, (count, label_width), dtype=np.uint8)
-    return arrays
-
-
-def write_npz(root: Path, name: str, arrays: dict[str, np.ndarray]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(root / name, **arrays)
-    return root / name
-
-
-def medmnist_source(root, flag="pneumoniamnist", size=28, download=False, as_rgb=False) -> MedMNISTSource:
-    return MedMNISTSource(flag=flag, size=size, root=str(root), download=download, as_rgb=as_rgb, cache_dir=None)
-
-
-def test_medmnist_grey_binary_file_loads_as_multiclass(tmp_path):
-    arrays = medmnist_arrays()
-    write_npz(tmp_path, "pneumoniamnist.npz", arrays)
-    data = medmnist_source(tmp_path).load()
-    assert data.task == "multiclass" and data.label_names == ["normal", "pneumonia"]
-    for split, count in COUNTS.items():
-        images, labels = data.split(split).images, data.split(split).labels
-        assert images.shape == (count, 1, 28, 28) and images.dtype == torch.uint8
-        assert labels.shape == (count,) and labels.dtype == torch.int64
-        assert torch.equal(images[:, 0], torch.from_numpy(arrays[f"{split}_images"]))
-        assert labels.tolist() == arrays[f"{split}_labels"][:, 0].tolist()
-    assert data.region_mask is None
-
-
-def test_medmnist_colour_file_at_64_px_keeps_channel_order(tmp_path):
-    arrays = medmnist_arrays(size=64, colour=True, num_classes=7)
-    write_npz(tmp_path, "dermamnist_64.npz", arrays)
-    data = medmnist_source(tmp_path, flag="dermamnist", size=64).load()
-    assert data.train.images.shape == (20, 3, 64, 64)
-    for channel in range(3):
-        assert torch.equal(data.train.images[:, channel], torch.from_numpy(arrays["train_images"][..., channel]))
-    assert len(data.label_names) == 7 and data.label_names[0] == "actinic keratoses and intraepithelial carcinoma"
-
-
-def test_medmnist_as_rgb_repeats_grey_and_ordinal_is_multiclass(tmp_path):
-    write_npz(tmp_path, "octmnist.npz", medmnist_arrays(num_classes=4))
-    rgb = medmnist_source(tmp_path, flag="octmnist", as_rgb=True).load().test.images
-    assert rgb.shape == (8, 3, 28, 28)
-    assert torch.equal(rgb[:, 0], rgb[:, 1]) and torch.equal(rgb[:, 0], rgb[:, 2])
-    write_npz(tmp_path, "retinamnist.npz", medmnist_arrays(colour=True, num_classes=5))
-    retina = medmnist_source(tmp_path, flag="retinamnist").load()
-    assert retina.task == "multiclass" and len(retina.label_names) == 5 and retina.val.labels.max() <= 4
-
-
-def test_medmnist_multilabel_labels_are_float_n_by_l(tmp_path):
-    arrays = medmnist_arrays(label_width=14)
-    write_npz(tmp_path, "chestmnist.npz", arrays)
-    data = medmnist_source(tmp_path, flag="chestmnist").load()
-    assert data.task == "multilabel" and len(data.label_names) == 14 and data.label_names[0] == "atelectasis"
-    assert data.train.labels.dtype == torch.float32 and data.train.labels.shape == (20, 14)
-    assert torch.equal(data.train.labels, torch.from_numpy(arrays["train_labels"]).float())
-
-
-@pytest.mark.parametrize(
-    ("flag", "size", "message"),
-    [
-        (
-            "nosuchmnist",
-            28,
-            r"^source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, ",
-        ),
-        ("organmnist3d", 28, r"'organmnist3d' is not a MedMNIST 2D data set; .*breastmnist"),
-        ("pneumoniamnist", 32, r"^source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
-    ],
-)
-def test_medmnist_rejects_unknown_flags_and_sizes(tmp_path, flag, size, message):
-    with pytest.raises(ValueError, match=message):
-        medmnist_source(tmp_path, flag=flag, size=size)
-
-
-def test_missing_medmnist_file_says_where_and_how_to_get_it(tmp_path):
-    with pytest.raises(DataNotFoundError) as caught:
-        medmnist_source(tmp_path, size=128).load()
-    message = str(caught.value)
-    assert isinstance(caught.value, FileNotFoundError)
-    assert f"MedMNIST file not found: {tmp_path / 'pneumoniamnist_128.npz'}" in message
-    assert "https://zenodo.org/records/10519652/files/pneumoniamnist_128.npz" in message
-    assert "or set source.download=true to fetch it" in message  # the source names its options bare
-    assert "resolved against" not in message  # an absolute path needs no explanation
-    with pytest.raises(DataNotFoundError) as located, option_errors_located():  # as train.py reports it
-        medmnist_source(tmp_path, size=128).load()
-    assert str(located.value) == message.replace("source.download", "dataset.source.download")
-    assert isinstance(located.value, FileNotFoundError)
-
-
-def broken(change):
-    arrays = medmnist_arrays()
-    change(arrays)
-    return arrays
-
-
-@pytest.mark.parametrize(
-    ("flag", "arrays", "message"),
-    [
-        ("pneumoniamnist", broken(lambda a: a.pop("val_labels")), r"key 'val_labels' is missing \(keys found: \["),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a.update(train_images=np.zeros((20, 32, 32), np.uint8))),
-            r"train_images has shape \(20, 32, 32\), expected \(N, 28, 28\) \(pneumoniamnist at size 28\)",
-        ),
-        (
-            "dermamnist",
-            medmnist_arrays(),
-            r"train_images has shape \(20, 28, 28\), expected \(N, 28, 28, 3\) \(dermamnist at size 28\)",
-        ),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a.update(train_labels=a["train_labels"][:, 0])),
-            r"train_labels has shape \(20,\), expected \(20, 1\) \(one row per image of train_images\)",
-        ),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a.update(val_labels=np.zeros((7, 1), np.uint8))),
-            r"val_labels has shape \(7, 1\), expected \(8, 1\)",
-        ),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a.update(val_images=a["val_images"].astype(np.float32))),
-            r"val_images has dtype float32, expected uint8",
-        ),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a.update(test_labels=a["test_labels"].astype(np.float64))),
-            r"test_labels has dtype float64, expected an integer type",
-        ),
-        (
-            "pneumoniamnist",
-            broken(lambda a: a["test_labels"].__setitem__((3, 0), 2)),
-            r"test labels contain 2 \(row 3\); allowed class indices for pneumoniamnist are 0..1 \(2 classes\)",
-        ),
-        (
-            "pneumoniamnist",
-            broken(
-                lambda a: a.update(val_images=np.zeros((0, 28, 28), np.uint8), val_labels=np.zeros((0, 1), np.uint8))
-            ),
-            r"val_images holds no images",
-        ),
-    ],
-)
-def test_malformed_medmnist_files_are_refused_with_the_key_and_shapes(tmp_path, flag, arrays, message):
-    path = write_npz(tmp_path, f"{flag}.npz", arrays)
-    with pytest.raises(DataFormatError, match=message) as caught:
-        medmnist_source(tmp_path, flag=flag).load()
-    assert str(caught.value).startswith(f"{path}: ")
-    assert isinstance(caught.value, ValueError)
-
-
-def test_multilabel_values_must_be_zero_or_one(tmp_path):
-    arrays = medmnist_arrays(label_width=14)
-    arrays["train_labels"][5, 13] = 3
-    write_npz(tmp_path, "chestmnist.npz", arrays)
-    with pytest.raises(DataFormatError, match=r"train labels contain 3 \(row 5, label 13 'hernia'\); .*0 and 1"):
-        medmnist_source(tmp_path, flag="chestmnist").load()
-
-
-def test_a_file_that_is_not_an_npz_archive_is_refused(tmp_path):
-    (tmp_path / "breastmnist.npz").write_text("not an archive")
-    with pytest.raises(DataFormatError, match="breastmnist.npz: cannot read it as a MedMNIST .npz archive"):
-        medmnist_source(tmp_path, flag="breastmnist").load()
-
-
-class FakeDownload:
-    """Stands in for medmnist.PneumoniaMNIST: records the call, writes the file it would fetch."""
-
-    calls: list[dict] = []
-
-    def __init__(self, **kwargs) -> None:
-        FakeDownload.calls.append(kwargs)
-        write_npz(Path(kwargs["root"]), "pneumoniamnist_64.npz", medmnist_arrays(size=64))
-
-
-def test_download_fetches_only_a_missing_file_through_medmnist(tmp_path, monkeypatch):
-    import medmnist
-
-    FakeDownload.calls = []
-    monkeypatch.setattr(medmnist, "PneumoniaMNIST", FakeDownload)
-    root = tmp_path / "new" / "dir"
-    data = medmnist_source(root, size=64, download=True).load()
-    assert FakeDownload.calls == [{"split": "train", "download": True, "root": str(root), "size": 64}]
-    assert data.train.images.shape == (20, 1, 64, 64)
-    medmnist_source(root, size=64, download=True).load()
-    assert len(FakeDownload.calls) == 1  # present now: not fetched again
-
-
-def test_a_failed_download_is_reported_as_missing_data(tmp_path, monkeypatch):
-    import medmnist
-
-    def offline(**kwargs):
-        raise RuntimeError("network unreachable")
-
-    monkeypatch.setattr(medmnist, "PneumoniaMNIST", offline)
-    with pytest.raises(
-        DataNotFoundError, match=r"could not download https://zenodo.org/.*pneumoniamnist.npz.* network unreachable"
-    ):
-        medmnist_source(tmp_path, download=True).load()
-
-
-def test_relative_paths_are_resolved_against_the_launch_directory(tmp_path, monkeypatch):
-    write_npz(tmp_path / "data" / "mm", "pneumoniamnist.npz", medmnist_arrays())
-    monkeypatch.chdir(tmp_path)
-    assert len(medmnist_source("data/mm").load().train) == 20
-    with pytest.raises(DataNotFoundError) as caught:
-        medmnist_source("data/elsewhere").load()
-    expected = (
-        f"{tmp_path / 'data' / 'elsewhere' / 'pneumoniamnist.npz'} (root='data/elsewhere' "
-        f"resolved against the launch directory {tmp_path})"
-    )
-    assert expected in str(caught.value)
-    with pytest.raises(DataNotFoundError, match=r"fer.csv \(source.path='fer.csv' resolved against the launch"):
-        FER2013Source(path="fer.csv").load()
-    with pytest.raises(DataNotFoundError, match=r"imgs \(root='imgs' resolved against the launch"):
-        image_folder("imgs").load()
-    # as train.py reports them: where the config keeps the options
-    with pytest.raises(DataNotFoundError, match=r"\(dataset.root='data/elsewhere' resolved against the launch"):
-        with option_errors_located():
-            medmnist_source("data/elsewhere").load()
-    with pytest.raises(
-        DataNotFoundError, match=r"fer.csv \(dataset.source.path='fer.csv' resolved .* or point dataset.source.path at"
-    ):
-        with option_errors_located():
-            FER2013Source(path="fer.csv").load()
-
 
 # -- FER2013 ----------------------------------------------------------------------------
-def fer_rows(seed=0) -> list[tuple[int, np.ndarray, str]]:
-    rng = np.random.default_rng(seed)
-    usages = ["Training"] * 12 + ["PublicTest"] * 5 + ["PrivateTest"] * 4
-    return [(index % 7, rng.integers(0, 256, 48 * 48), usage) for index, usage in enumerate(usages)]
-
-
-def write_fer(path: Path, rows, header="emotion,pixels,Usage") -> Path:
-    lines = [header]
-    for emotion, pixels, usage in rows:
-        text = pixels if isinstance(pixels, str) else " ".join(map(str, pixels))
-        fields = {"emotion": str(emotion), "pixels": text, "Usage": usage}
-        lines.append(",".join(fields[name.strip()] if name.strip() in fields else "" for name in header.split(",")))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_fer2013_csv_loads_into_three_splits(tmp_path):
     rows = fer_rows()
     data = FER2013Source(path=str(write_fer(tmp_path / "fer2013.csv", rows))).load()
@@ -370,34 +124,6 @@ def test_fer2013_wrong_field_count_and_missing_file(tmp_path):
 
 
 # -- image folders ----------------------------------------------------------------------
-def grey_level(label: int, index: int) -> int:
-    return 20 + 100 * label + 5 * index  # identifies every image by its (uniform) value
-
-
-def write_class_images(folder: Path, label: int, count: int, mode="RGB", size=(32, 32), suffix=".png") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        value = grey_level(label, index)
-        Image.new(mode, size, (value,) * len(mode) if mode != "L" else value).save(folder / f"img{index:02d}{suffix}")
-
-
-def image_folder(
-    root, ratios=(0.6, 0.2, 0.2), seed=0, channels=3, size=32, extensions=(".png", ".JPG")
-) -> ImageFolderSource:
-    return ImageFolderSource(
-        root=str(root),
-        split_ratios=list(ratios),
-        seed=seed,
-        channels=channels,
-        image_size=size,
-        extensions=list(extensions),
-    )
-
-
-def image_ids(split) -> set[int]:
-    return set(split.images[:, 0, 0, 0].tolist())
-
-
 def test_one_folder_of_classes_is_split_stratified_and_seeded(tmp_path):
     for label, name in enumerate(["benign", "malignant"]):
         write_class_images(tmp_path / name, label, 10, size=(24, 40))
@@ -638,47 +364,3 @@ def test_fer2013_and_image_folder_configs_build_datamodules(tmp_path):
     assert (folder.info.num_classes, folder.info.channels, folder.info.image_size) == (2, 3, 64)
     assert folder.info.label_names == ["x", "y"]
     assert next(iter(folder.train_dataloader()))[0].shape == (4, 3, 64, 64)
-
-
-# -- per-image predictions ------------------------------------------------------------------
-@pytest.mark.parametrize(("flag", "label_width", "num_classes"), [("pneumoniamnist", 1, 2), ("chestmnist", 14, 2)])
-def test_run_predictions_score_like_medmnists_own_evaluator(tmp_path, flag, label_width, num_classes):
-    from medmnist import Evaluator
-
-    from gsa_exp.training.evaluate import evaluate
-    from gsa_exp.training.train import train
-
-    root = tmp_path / "data"
-    write_npz(root, f"{flag}.npz", medmnist_arrays(label_width=label_width, num_classes=num_classes))
-    overrides = [
-        f"dataset={flag}",
-        f"dataset.root={root}",
-        "dataset.image_size=32",
-        "attention.bank.components=8",  # 20 training images
-        "dataset.batch_size=8",
-        "dataset.eval_batch_size=5",  # 8 images per split: a short last batch
-        "trainer.max_epochs=1",
-        "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-    ]
-    metrics = train(compose_config(overrides, output_dir=tmp_path / "run"))
-    for split in ("val", "test"):
-        rows = (tmp_path / "run" / f"predictions_{split}.csv").read_text().splitlines()
-        scores = np.array([[float(value) for value in row.split(",")[1:]] for row in rows])
-        assert [row.split(",")[0] for row in rows] == [str(index) for index in range(COUNTS[split])]
-        assert scores.shape == (COUNTS[split], label_width if label_width > 1 else num_classes)
-        auc, acc = Evaluator(flag, split, root=str(root)).evaluate(scores)
-        assert metrics[f"{split}/auroc"] == pytest.approx(auc, abs=1e-5), split
-        assert metrics[f"{split}/acc"] == pytest.approx(acc, abs=1e-5), split
-        targets = np.loadtxt(tmp_path / "run" / f"targets_{split}.csv", delimiter=",", dtype=np.int64, ndmin=2)
-        assert np.array_equal(
-            targets[:, 1:], medmnist_arrays(label_width=label_width, num_classes=num_classes)[f"{split}_labels"]
-        )
-
-    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    eval_cfg = compose_config([f"ckpt_path={checkpoint}"], output_dir=tmp_path / "eval", config_name="eval")
-    evaluate(eval_cfg)
-    assert (tmp_path / "eval" / "predictions_test.csv").read_text() == (
-        tmp_path / "run" / "predictions_test.csv"
-    ).read_text()
