@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
-from test_real_datasets import medmnist_arrays, medmnist_source
+from data_files import medmnist_arrays, medmnist_source
 
 from gsa_exp.config.validation import option_errors_located
 from gsa_exp.data import DataFormatError
