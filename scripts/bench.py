@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GSA_EXP_ROOT", str(ROOT))
 
-from gsa_exp.benchmark.suite import BACKBONES, DEFAULT_PARTS, PARTS, Settings, format_table, run_suite  # noqa: E402
+from gsa_exp.benchmark.suite import ATTENTIONS, BACKBONES, DEFAULT_PARTS, PARTS, Settings, format_table, run_suite  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one or two rounds (for tests)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(Settings().backbones))
+    parser.add_argument(
+        "--attentions",
+        nargs="+",
+        choices=ATTENTIONS,
+        default=list(Settings().attentions),
+        help="attention variants whose step and eval times are compared with attention=none (default: global)",
+    )
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS), help=f"default: {' '.join(DEFAULT_PARTS)}"
     )
@@ -56,6 +63,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "device": args.device,
         "precision": args.precision or ("bf16-mixed" if cuda else "32-true"),
         "backbones": tuple(args.backbones),
+        "attentions": tuple(args.attentions),
         "parts": tuple(args.parts),
         "concurrent_jobs": args.jobs,
         "extra_overrides": tuple(

@@ -22,6 +22,7 @@ from conftest import QUIET, TINY_DATA, compose_config, run_script
 from omegaconf import open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from gsa_exp.attention import list_attention
 from gsa_exp.attention.bank import BankOptions, _rows, build_bank
 from gsa_exp.attention.global_attention import BankConv2d
 from gsa_exp.benchmark.grid import paper_grid_hours
@@ -246,6 +247,24 @@ def test_quick_benchmark_emits_every_figure_as_a_finite_positive_number():
         value = results[key]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
     assert results["settings"]["quick"] is True and results["machine"]
+
+
+def test_the_attention_part_compares_any_registered_variants_with_none():
+    args = ("--quick", "--json", "--parts", "attention", "--backbones", "resnet", "--attentions", "local", "static")
+    done = run_script("scripts/bench.py", *args, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    for variant in ("local", "static"):
+        for key in (f"train_step_ratio_{variant}_vs_none", f"infer_ratio_{variant}_vs_none_resnet"):
+            assert math.isfinite(results[key]) and results[key] > 0, key
+    assert not any("global" in key for key in results if key != "settings")
+    assert results["train_samples_per_second"] == pytest.approx(2 / results["train_step_seconds_local"])
+
+
+def test_the_benchmark_offers_every_registered_variant_but_none():
+    done = run_script("scripts/bench.py", "--attentions", "nothing")
+    assert done.returncode == 2
+    assert all(name in done.stderr for name in list_attention() if name != "none")
 
 
 def test_quick_grid_benchmark_emits_every_throughput_key_finite():
