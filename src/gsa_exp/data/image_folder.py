@@ -156,7 +156,7 @@ class ImageFolderSource:
             if not splits[split]:
                 total = sum(len(images) for images in by_class.values())
                 raise DataFormatError(
-                    f"{where}: split_ratios={literal(self.split_ratios)} leave the {literal(split)} split empty; "
+                    f"{where}: $source.split_ratios={literal(self.split_ratios)} leave the {literal(split)} split empty; "
                     f"{total} images in {len(by_class)} classes are too few"
                 )
         return splits
