@@ -152,6 +152,13 @@ def test_bad_settings_are_refused_with_the_key_and_what_is_allowed(family, chang
         build(family, size=size, **changes)
 
 
+def test_a_dollar_in_a_refused_value_is_shown_as_given():
+    with pytest.raises(BackboneError) as error:
+        build("resnet", stem="$stem")
+    assert str(error.value).startswith("stem='$stem' is not one of")
+    assert error.value.located(ConfigPaths("backbone")).startswith("backbone.stem='$stem' is not one of")
+
+
 def test_pretrained_offline_without_cached_weights_fails_clearly(tmp_path, monkeypatch):
     home = tmp_path / "torch$HOME"  # a "$" in a path is shown as it is
     monkeypatch.setenv("TORCH_HOME", str(home))

@@ -81,6 +81,12 @@ def test_a_stage_class_built_with_the_other_placement_is_refused():
         LocalStageAttention(**RUNTIME, **yaml_options("attention", "local", placement="input"))
 
 
+def test_a_dollar_in_a_refused_placement_is_shown_as_given():
+    with pytest.raises(AttentionError) as error:
+        local("$placement")
+    assert str(error.value) == "placement='$placement' is not one of ['input', 'stages']"
+
+
 def test_stages_need_a_backbone_that_declares_them():
     attention = local("stages")
     with pytest.raises(AttentionError, match=r"placement=stages needs a backbone that declares its stages"):

@@ -46,6 +46,11 @@ class OptionMessage(Exception):
     def literal(value: object) -> str:
         return str(value).replace("$", "$$")
 
+    @staticmethod
+    def quoted(value: object) -> str:
+        """``repr(value)`` for a message, a ``$`` in it kept (a user's string: ``stem='$x'``)."""
+        return repr(value).replace("$", "$$")
+
 
 class OptionError(OptionMessage, ValueError):
     """An option value that cannot work."""

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from gsa_exp.attention.base import AttentionError
+from gsa_exp.errors import OptionMessage
 
 _EPS = 1e-6
 _SERIAL_EIGH_LIMIT = 1024  # eigen-decompositions up to this size run on one thread (see _eigh)
@@ -41,7 +42,9 @@ class BankOptions:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise AttentionError(f"$bank.source={self.source!r} is not supported; allowed: {list(SOURCES)}")
+            raise AttentionError(
+                f"$bank.source={OptionMessage.quoted(self.source)} is not supported; allowed: {list(SOURCES)}"
+            )
         if self.source == "batch":
             if self.batch_size is None or self.batch_size < 1:
                 raise AttentionError(

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention
+from gsa_exp.errors import OptionMessage
 
 PLACEMENTS = ("input", "stages")
 
@@ -74,9 +75,11 @@ class LocalMapAttention(LearnedMapAttention):
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
         if placement not in PLACEMENTS:
-            raise AttentionError(f"$placement={placement!r} is not one of {list(PLACEMENTS)}")
+            raise AttentionError(f"$placement={OptionMessage.quoted(placement)} is not one of {list(PLACEMENTS)}")
         if placement != self.placement:  # built by its class name rather than through attention=local
-            raise AttentionError(f"$placement={placement!r}: {type(self).__name__} is placement={self.placement}")
+            raise AttentionError(
+                f"$placement={OptionMessage.quoted(placement)}: {type(self).__name__} is placement={self.placement}"
+            )
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise AttentionError(f"$kernel_size={kernel_size} must be a positive odd integer")
         if reduction < 1:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from gsa_exp.attention.base import AttentionError, SpatialAttention
+from gsa_exp.errors import OptionMessage
 
 MODES = ("multiply", "residual")
 
@@ -63,7 +64,7 @@ class LearnedMapAttention(SpatialAttention):
         if lr_multiplier <= 0:
             raise AttentionError(f"$lr_multiplier={lr_multiplier} must be positive")
         if mode not in MODES:
-            raise AttentionError(f"$mode={mode!r} is not one of {list(MODES)}")
+            raise AttentionError(f"$mode={OptionMessage.quoted(mode)} is not one of {list(MODES)}")
         if temperature <= 0:
             raise AttentionError(f"$temperature={temperature} must be positive")
         if freeze_after_epochs is not None and freeze_after_epochs < 0:

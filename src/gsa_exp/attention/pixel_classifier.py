@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from gsa_exp.attention.base import AttentionError
+from gsa_exp.errors import OptionMessage
 
 _CLASSIFIERS = ("linear", "mlp")
 _INITS = ("constant", "class_contrast")
@@ -31,13 +32,15 @@ class PixelClassifierOptions:
 
     def __post_init__(self) -> None:
         if self.kind not in _CLASSIFIERS:
-            raise AttentionError(f"$classifier.kind={self.kind!r} is not one of {list(_CLASSIFIERS)}")
+            raise AttentionError(
+                f"$classifier.kind={OptionMessage.quoted(self.kind)} is not one of {list(_CLASSIFIERS)}"
+            )
         if self.init not in _INITS:
-            raise AttentionError(f"$classifier.init={self.init!r} is not one of {list(_INITS)}")
+            raise AttentionError(f"$classifier.init={OptionMessage.quoted(self.init)} is not one of {list(_INITS)}")
         if self.init == "class_contrast" and self.kind != "linear":
             raise AttentionError(
                 f"$classifier.init='class_contrast' needs $classifier.kind='linear', got "
-                f"{self.kind!r}; with kind={self.kind} set $classifier.init=constant"
+                f"{OptionMessage.quoted(self.kind)}; with kind={self.kind} set $classifier.init=constant"
             )
         if self.init_scale < 0:
             raise AttentionError(f"$classifier.init_scale={self.init_scale} must be >= 0")

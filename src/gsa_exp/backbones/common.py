@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from gsa_exp.errors import OptionError
+from gsa_exp.errors import OptionError, OptionMessage
 
 STEMS = ("auto", "small", "imagenet")
 SMALL_INPUT_LIMIT = 64  # stem=auto picks the small stem at or below this image size
@@ -30,7 +30,7 @@ class BackboneError(OptionError):
 def resolve_stem(stem: str, image_size: int) -> str:
     """'auto' becomes 'small' (3x3 stride 1, no max-pool) for images up to 64 px, else 'imagenet'."""
     if stem not in STEMS:
-        raise BackboneError(f"$stem={stem!r} is not one of {list(STEMS)}")
+        raise BackboneError(f"$stem={OptionMessage.quoted(stem)} is not one of {list(STEMS)}")
     if stem == "auto":
         return "small" if image_size <= SMALL_INPUT_LIMIT else "imagenet"
     return stem
@@ -38,7 +38,9 @@ def resolve_stem(stem: str, image_size: int) -> str:
 
 def check_variant(family: str, variant: str, variants: tuple[str, ...]) -> None:
     if variant not in variants:
-        raise BackboneError(f"$variant={variant!r} is not a {family} variant; allowed: {list(variants)}")
+        raise BackboneError(
+            f"$variant={OptionMessage.quoted(variant)} is not a {family} variant; allowed: {list(variants)}"
+        )
 
 
 def weights_cache_path(url: str) -> Path:
@@ -54,7 +56,9 @@ def load_pretrained_state(variant: str) -> dict[str, Tensor]:
     try:
         weights = torchvision.models.get_model_weights(variant).DEFAULT
     except (ValueError, KeyError) as error:
-        raise BackboneError(f"$pretrained=true: torchvision has no weights for {variant!r}") from error
+        raise BackboneError(
+            f"$pretrained=true: torchvision has no weights for {OptionMessage.quoted(variant)}"
+        ) from error
     cached = weights_cache_path(weights.url)
     where = OptionError.literal(f"{cached.name} (from {weights.url}) into {cached.parent}")
     hint = f"put {where} on this machine, or set $pretrained=false"

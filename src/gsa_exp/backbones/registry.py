@@ -17,6 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from gsa_exp.backbones.common import BackboneError, build_checked, check_variant
+from gsa_exp.errors import OptionMessage
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ def list_backbones() -> tuple[str, ...]:
 
 def backbone_family(name: str) -> BackboneFamily:
     if name not in _FAMILIES:
-        raise BackboneError(f"$name={name!r} is not a registered backbone; registered: {list(list_backbones())}")
+        raise BackboneError(
+            f"$name={OptionMessage.quoted(name)} is not a registered backbone; registered: {list(list_backbones())}"
+        )
     return _FAMILIES[name]
 
 
