@@ -49,11 +49,11 @@ class ImageFolderSource:
         ratios = [float(ratio) for ratio in split_ratios]
         if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
             raise DataError(
-                f"$source.split_ratios={list(split_ratios)} must be three positive fractions "
+                f"$source.split_ratios={literal(list(split_ratios))} must be three positive fractions "
                 "(train, val, test) that sum to 1"
             )
         if channels not in (1, 3):
-            raise DataError(f"$source.channels={channels} must be 1 (grey) or 3 (RGB)")
+            raise DataError(f"$source.channels={literal(channels)} must be 1 (grey) or 3 (RGB)")
         if image_size < 1:
             raise DataError(f"$source.image_size={image_size} must be a positive integer")
         if not extensions:

@@ -44,7 +44,9 @@ class MedMNISTSource:
                 f"choose one of: {literal(', '.join(FLAGS_2D))}"
             )
         if size not in SIZES:
-            raise DataError(f"$source.size={size} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}")
+            raise DataError(
+                f"$source.size={literal(size)} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}"
+            )
         self.flag = flag
         self.size = size
         self.root = ResolvedPath.resolve("root", root)
