@@ -107,6 +107,12 @@ def test_options_it_cannot_use_are_refused_naming_the_key():
         make(classifier=dict(init="class_contrast", init_scale=2.0))
 
 
+@pytest.mark.parametrize("spelling", [OLD, NEW], ids=["bank.source=batch", "global_batch"])
+def test_a_batch_size_that_is_not_an_integer_is_named_in_one_line(tiny_config, spelling):
+    with pytest.raises(ConfigError, match=r"^Invalid config: attention.bank.batch_size='x' must be a positive integer"):
+        validate_train_config(tiny_config(*spelling, "attention.bank.batch_size=x"))
+
+
 def test_the_older_spelling_keeps_the_checks_of_global():
     with pytest.raises(Exception, match=r"attention.classifier.init='class_contrast' needs attention.classifier.kind"):
         model_of(*OLD, "attention.classifier.kind=mlp")

@@ -7,7 +7,8 @@ of it (the config layer's before a run, a constructor's when called directly) is
 * ``Annotated[int, AtLeast(1)]``, ``Annotated[float, AtLeast(0, strict=True)]``,
   ``Annotated[float, InRange(0, 1, "(]")]`` (``| None``: null allowed);
 * ``Annotated[str, OneOf(("min", "max"))]``; ``Annotated[str | None, ExistingFile()]``;
-  ``Annotated[str | None, Required("...")]`` for an option with no usable default.
+  ``Annotated[str | None, Required("...")]`` for an option with no usable default
+  (``object``: any value, only its presence checked). Numbers are finite (no nan, no inf).
 
 Defaults are not here: they are data, in the option group's YAML. ``check_options`` raises
 the caller's ``OptionMessage`` error naming the option as ``$name``, so the config layer
@@ -18,6 +19,7 @@ says where it lives (``performance.compile='maybe': must be true or false``). Li
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -133,7 +135,7 @@ def refusal(rule: Rule, value: Any) -> str | None:
         return required.hint
     if value is None and rule.nullable:
         return None
-    or_null = " or null" if rule.nullable else ""
+    or_null = " or null" if rule.nullable and required is None else ""
     if rule.kind is bool:
         if isinstance(value, bool):
             return None
@@ -149,6 +151,8 @@ def refusal(rule: Rule, value: Any) -> str | None:
         return f"allowed: {', '.join(map(str, one_of.choices))}"
     if rule.kind in (int, float):
         return _number_refusal(rule, value, or_null)
+    if rule.kind is object:  # any value (a path that may read as a number); only its presence is checked
+        return None
     if rule.mark(ExistingFile) is not None:
         path = Path(str(value)).expanduser()
         resolved = path if path.is_absolute() else Path.cwd() / path
@@ -160,7 +164,7 @@ def refusal(rule: Rule, value: Any) -> str | None:
 
 def _number_refusal(rule: Rule, value: Any, or_null: str) -> str | None:
     number_types = (int,) if rule.kind is int else (int, float)
-    is_number = isinstance(value, number_types) and not isinstance(value, bool)
+    is_number = isinstance(value, number_types) and not isinstance(value, bool) and math.isfinite(value)
     in_range = rule.mark(InRange)
     if in_range is not None:
         low_ok = is_number and (value > in_range.low if in_range.bounds[0] == "(" else value >= in_range.low)

@@ -46,9 +46,10 @@ class BankOptions:
                 f"$bank.source={OptionMessage.quoted(self.source)} is not supported; allowed: {list(SOURCES)}"
             )
         if self.source == "batch":
-            if self.batch_size is None or self.batch_size < 1:
+            size = self.batch_size
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise AttentionError(
-                    f"$bank.batch_size={self.batch_size} must be a positive integer with "
+                    f"$bank.batch_size={OptionMessage.quoted(size)} must be a positive integer with "
                     "$bank.source=batch (the fixed batch size; set it to $batch_size)"
                 )
         if self.num_images is not None and self.num_images < 1:

@@ -27,6 +27,7 @@ from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
 from gsa_exp.attention.pixel_classifier import PixelClassifierOptions, build_pixel_classifier
 from gsa_exp.attention.registry import register_attention
+from gsa_exp.errors import OptionMessage
 
 # The per-batch map has no training split to start from: it starts uniform at init_bias.
 _UNIFORM_START = dict(init="constant", init_scale=0.0, init_smoothing=1)
@@ -42,7 +43,7 @@ class BatchBankOptions:
     def __post_init__(self) -> None:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise AttentionError(
-                f"$bank.batch_size={self.batch_size} must be a positive integer "
+                f"$bank.batch_size={OptionMessage.quoted(self.batch_size)} must be a positive integer "
                 "(the fixed batch size; set it to $batch_size)"
             )
 

@@ -47,7 +47,7 @@ class PredictOptions:
     """predict.yaml's keys."""
 
     ckpt_path: Annotated[str | None, PREDICT_USAGE, ExistingFile()]
-    input: Annotated[str | None, PREDICT_USAGE]
+    input: Annotated[object, PREDICT_USAGE]  # a path; a folder named 2024 reaches here as an int
     batch_size: Annotated[int, AtLeast(1)]
     device: Annotated[str, OneOf(("auto", "cpu", "cuda"))]
     overlays: bool
