@@ -154,8 +154,7 @@ def plot(
     if not isinstance(model.attention, MapReporting):
         raise PlotError(f"{checkpoint_path} has no attention (attention=none): there is no map to plot")
     try:
-        datamodule = build_datamodule(dataset_config(OmegaConf.create({}), trained))
-        datamodule.setup("test")
+        datamodule = build_datamodule(dataset_config(OmegaConf.create({}), trained), "test")
     except (OSError, ValueError) as error:  # the data set is not on this machine
         shared = model.attention.shared_map()
         if shared is None:

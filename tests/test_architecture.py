@@ -13,8 +13,9 @@ PACKAGE = ROOT / "src" / "gsa_exp"
 MAX_MODULE_LINES = 400
 
 # What each layer may import of the project; entry points -> training -> model -> components -> the base
-# (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types).
-BASE = {"errors", "option_schema"}
+# (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types;
+# loader_options.py, the data module's schema, torch-free for the config layer).
+BASE = {"errors", "option_schema", "loader_options"}
 ALLOWED = {
     "attention": {"attention", *BASE},
     "backbones": {"backbones", *BASE},

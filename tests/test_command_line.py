@@ -34,6 +34,8 @@ def imported_modules(*args: str) -> tuple[set[str], subprocess.CompletedProcess]
     [
         (["--help"], "== Configuration groups =="),
         (["optimizer.lr=-1"], "Error: Invalid config: optimizer.lr=-1: must be > 0"),
+        (["dataset.batch_size=0"], "Error: Invalid config: dataset.batch_size=0: must be >= 1"),
+        (["performance.compile=maybe"], "Error: Invalid config: performance.compile='maybe': must be true or false"),
     ],
 )
 def test_help_and_config_errors_answer_without_loading_torch_or_lightning(args, answer):

@@ -21,9 +21,10 @@ from gsa_exp.config.validation import (
     validate_predict_config,
     validate_train_config,
 )
-from gsa_exp.data.datamodule import ArrayDataModule, LoaderOptions
+from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.files import DataError
 from gsa_exp.errors import OptionError
+from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.option_schema import (
     AtLeast,
     ExistingFile,
@@ -34,7 +35,7 @@ from gsa_exp.option_schema import (
     check_options,
     rules,
 )
-from gsa_exp.training.builders import build_datamodule
+from gsa_exp.training.builders import build_datamodule, configure_batches
 
 SCHEMAS = [
     *options.TRAIN_GROUPS.values(),
@@ -92,7 +93,7 @@ def test_every_data_set_passes_the_loader_schema_as_shipped(dataset):
 def test_every_schema_field_has_a_rule_the_check_understands():
     for schema in SCHEMAS:
         for name, rule in rules(schema).items():
-            assert rule.kind in (bool, int, float, str), f"{schema.__name__}.{name}: {rule.kind}"
+            assert rule.kind in (bool, int, float, str, object), f"{schema.__name__}.{name}: {rule.kind}"
 
 
 # -- the one check: its messages ------------------------------------------------------------------
@@ -136,6 +137,8 @@ def test_accepted_values_pass_including_null_where_declared_and_unadvertised_spe
         (dict(seed=-1), "seed=-1: must be >= 0 or null"),
         (dict(rate=0), "rate=0: must be > 0"),
         (dict(rate="fast"), "rate='fast': must be a number > 0"),
+        (dict(rate=float("nan")), "rate=nan: must be a number > 0"),
+        (dict(rate=float("inf")), "rate=inf: must be a number > 0"),
         (dict(share=0), "share=0: must be a number in (0, 1]"),
         (dict(share=1.5), "share=1.5: must be a number in (0, 1]"),
         (dict(mode="maximum"), "mode='maximum': allowed: min, max"),
@@ -189,6 +192,14 @@ def test_through_the_config_layer_the_data_module_options_read_as_config_paths()
         build_datamodule(cfg.dataset)
 
 
+def test_speed_settings_are_checked_where_they_are_applied_too(tiny_config):
+    """The benchmark applies them without a run's validation."""
+    cfg = tiny_config("performance.device_memory_share=0")
+    datamodule = build_datamodule(cfg.dataset)
+    with pytest.raises(ConfigError, match=r"^Invalid config: performance.device_memory_share=0: must be a number in"):
+        configure_batches(datamodule, cfg.performance, model=None)  # refused before the model is looked at
+
+
 def test_eval_checks_the_speed_settings_and_the_data_set_keys_it_is_given(tmp_path):
     checkpoint = tmp_path / "best.ckpt"
     checkpoint.write_bytes(b"")
@@ -207,5 +218,6 @@ def test_predict_checks_every_declared_option(tmp_path):
     validate_predict_config(compose_config(base, config_name="predict"))
     with pytest.raises(ConfigError, match=r"^Invalid config: overlays='maybe': must be true or false$"):
         validate_predict_config(compose_config([*base, "overlays=maybe"], config_name="predict"))
-    with pytest.raises(ConfigError, match=r"^Invalid config: input=None: required: python predict.py"):
+    with pytest.raises(ConfigError, match=r"^Invalid config: input=None: required: python predict.py .*>$"):
         validate_predict_config(compose_config(base[:1], config_name="predict"))
+    validate_predict_config(compose_config([*base[:1], "input=2024"], config_name="predict"))  # a folder named 2024

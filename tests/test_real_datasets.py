@@ -248,6 +248,9 @@ def test_a_missing_root_with_a_dollar_is_named_bare_by_the_source_and_located_by
         train(cfg)
     assert str(through_train.value).startswith(expected.replace("(root=", "(dataset.root="))
     assert isinstance(through_train.value, FileNotFoundError) and through_train.value.__cause__ is not None
+    with pytest.raises(DataNotFoundError) as set_up:  # tools that set a data set up (plots, benchmark) say the same
+        build_datamodule(cfg.dataset, "test")
+    assert str(set_up.value) == str(through_train.value)
 
 
 def test_a_format_error_keeps_dollars_in_paths_and_file_names_through_build_datamodule(tmp_path, monkeypatch):

@@ -101,8 +101,7 @@ def epoch_variants(cfg: DictConfig, device: torch.device) -> tuple[dict[str, Cal
     """
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     cfg = epoch_config(cfg, accelerator)
-    datamodule = build_datamodule(cfg.dataset)
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg.dataset, "fit")
     torch.manual_seed(0)
     model = prepared_model(cfg, datamodule, torch.device("cpu"))  # the Trainer moves it
     torch.manual_seed(0)

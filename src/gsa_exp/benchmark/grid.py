@@ -97,8 +97,7 @@ def grid_overrides(backbone: str, settings: GridSettings) -> list[str]:
 
 def framework_images_per_second(backbone: str, settings: GridSettings) -> float:
     cfg = compose_train_config(grid_overrides(backbone, settings))
-    datamodule = build_datamodule(cfg.dataset)
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg.dataset, "fit")
     model = prepared_model(cfg, datamodule, torch.device("cpu"))  # the Trainer moves it
     configure_batches(datamodule, cfg.performance, model)
     timer = EpochTimer(synchronizer(torch.device(settings.device)))
@@ -113,8 +112,7 @@ def bare_images_per_second(backbone: str, settings: GridSettings, compiled: bool
     """A plain loop: uint8 splits on the device, sliced per step, normalised there, fused Adam, one eval pass."""
     device = torch.device(settings.device)
     cfg = compose_train_config(grid_overrides(backbone, settings))
-    datamodule = build_datamodule(cfg.dataset)
-    datamodule.setup("fit")
+    datamodule = build_datamodule(cfg.dataset, "fit")
     model = prepared_model(cfg, datamodule, device)
     model.optimize_for_speed(channels_last=cfg.performance.channels_last, compile=False)
     train, val = (datamodule.split(name) for name in ("train", "val"))

@@ -1,7 +1,7 @@
 """Config validation: every check a run needs before it loads data or writes a file.
 
 Each option is checked where its type is declared: the groups of ``config/options.py`` and
-the data module's ``LoaderOptions`` by their schemas (``check_group``), backbone and
+the data module's ``LoaderOptions`` (``gsa_exp/loader_options.py``) by their schemas (``check_group``), backbone and
 attention by building them on the meta device. What this module itself adds are the checks
 that relate several keys (the per-batch bank and the batch size, the monitored metric and
 what the run logs, two optimizer implementations) and the config paths in the messages.
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, PerformanceOptions, PredictOptions
 from gsa_exp.errors import OptionMessage
+from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
 from gsa_exp.option_schema import check_options
@@ -40,9 +41,14 @@ def _fail(key: str, value: Any, allowed: str) -> None:
 
 def check_group(cfg: DictConfig, group: str, schema: type, *, present_only: bool = False) -> None:
     """The options of one group, by its schema (``config/options.py`` or a component's own)."""
-    prefix = f"{group}." if group else ""
+    check_node(cfg if not group else _value(cfg, group), group, schema, present_only=present_only)
+
+
+def check_node(node: DictConfig | None, path: str, schema: type, *, present_only: bool = False) -> None:
+    """The options of the config node at ``path`` (its name in the messages), by its schema."""
+    prefix = f"{path}." if path else ""
     try:
-        check_options(schema, lambda name: _value(cfg, prefix + name), present_only=present_only)
+        check_options(schema, lambda name: None if node is None else _value(node, name), present_only=present_only)
     except OptionMessage as error:
         raise ConfigError(f"Invalid config: {error.located(_Prefixed(prefix))}") from None
 
@@ -170,11 +176,8 @@ def validate_speed_options(cfg: DictConfig) -> None:
 def validate_train_config(cfg: DictConfig) -> None:
     """Everything ``train.py`` can check before it touches data: each group by its schema, then the
     checks across keys, then the components built on the meta device."""
-    for group, schema in TRAIN_GROUPS.items():  # no torch needed: a mistyped value is answered at once
+    for group, schema in {**TRAIN_GROUPS, "dataset": LoaderOptions}.items():  # no torch: answered at once
         check_group(cfg, group, schema)
-    from gsa_exp.data.datamodule import LoaderOptions  # loads torch
-
-    check_group(cfg, "dataset", LoaderOptions)
     validate_speed_options(cfg)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
@@ -189,8 +192,6 @@ def validate_eval_config(cfg: DictConfig) -> None:
     check_group(cfg, "", EvalRunOptions)
     check_group(cfg, "performance", PerformanceOptions)
     if _value(cfg, "dataset") is not None:  # a few keys over the checkpoint's data set, or another one
-        from gsa_exp.data.datamodule import LoaderOptions  # loads torch
-
         check_group(cfg, "dataset", LoaderOptions, present_only=True)
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -15,29 +14,14 @@ from gsa_exp.data.files import DataError
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
-from gsa_exp.option_schema import AtLeast, check_options
+from gsa_exp.loader_options import LoaderOptions
+from gsa_exp.option_schema import check_options
 
 
 class DataSource(Protocol):
     """Anything that can load the three splits (a file format, a generator...)."""
 
     def load(self) -> LoadedData: ...
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    """The data module's options that a check can refuse (defaults: conf/dataset_base/loader.yaml).
-
-    The constructor checks them, and the config layer checks a run's data set with this same
-    schema before anything is built.
-    """
-
-    image_size: Annotated[int, AtLeast(1)]
-    channels: Annotated[int | None, AtLeast(1)]
-    batch_size: Annotated[int, AtLeast(1)]
-    eval_batch_size: Annotated[int, AtLeast(1)]
-    num_workers: Annotated[int, AtLeast(0)]
-    pin_memory: bool
 
 
 class UInt8ImageDataset(Dataset):

@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 
-from gsa_exp.config.validation import DATA_OPTIONS, option_errors_located
+from gsa_exp.config.options import PerformanceOptions
+from gsa_exp.config.validation import DATA_OPTIONS, check_node, option_errors_located
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
@@ -17,8 +18,13 @@ from gsa_exp.model.instantiate import as_container
 
 
 @option_errors_located()
-def build_datamodule(dataset: DictConfig) -> ArrayDataModule:
-    return instantiate(dataset, _convert_="all")
+def build_datamodule(dataset: DictConfig, stage: str | None = None) -> ArrayDataModule:
+    """The data module of ``dataset``; with ``stage``, also set up (its files read), so a missing or
+    malformed file is reported with the config paths (``dataset.root=...``) as a run reports it."""
+    datamodule = instantiate(dataset, _convert_="all")
+    if stage is not None:
+        datamodule.setup(stage)
+    return datamodule
 
 
 @option_errors_located()
@@ -46,8 +52,10 @@ def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, mode
     """Batches on the device, and padded evaluation batches for a compiled model (one shape to compile).
 
     Per-batch global attention (``global_batch``) already evaluates in batches of its one
-    fixed size (``GlobalBatchAttention.infer``), so it needs no padding.
+    fixed size (``GlobalBatchAttention.infer``), so it needs no padding. The settings are checked
+    here too, for callers that apply them without the run's validation (the benchmark).
     """
+    check_node(performance, "performance", PerformanceOptions)
     datamodule.configure_batches(
         on_device=performance.data_on_device,
         memory_share=performance.device_memory_share,
