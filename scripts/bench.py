@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=ATTENTIONS,
         default=list(Settings().attentions),
-        help="attention variants whose step and eval times are compared with attention=none (default: global)",
+        help="attention variants whose step and eval times are also compared with attention=none (global always is)",
     )
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS), help=f"default: {' '.join(DEFAULT_PARTS)}"
