@@ -1,10 +1,12 @@
 """Config validation: every check a run needs before it loads data or writes a file.
 
 Each option is checked where its type is declared: the groups of ``config/options.py`` and
-the data module's ``LoaderOptions`` (``gsa_exp/loader_options.py``) by their schemas (``check_group``), backbone and
-attention by building them on the meta device. What this module itself adds are the checks
-that relate several keys (the per-batch bank and the batch size, the monitored metric and
-what the run logs, two optimizer implementations) and the config paths in the messages.
+the data module's ``LoaderOptions`` (``gsa_exp/loader_options.py``) by their schemas
+(``check_group``), backbone and attention by building them on the meta device. What this
+module itself adds are the checks that relate several keys (the per-batch bank and the
+batch size, the monitored metric and what the run logs, two optimizer implementations) and
+the config paths in the messages: components name their own options, this layer says where
+they live.
 
 Each failure is one line: the key, the bad value and what is allowed. ``ConfigError`` is
 a Hydra "compact" exception, so Hydra prints just that line (no stack trace).
@@ -109,9 +111,7 @@ def _component_error(key: str, error: BaseException) -> ConfigError:
     if isinstance(error, OptionMessage):  # names its options; the config layer says where they live
         return ConfigError(f"Invalid config: {error.located(ConfigPaths(key)).splitlines()[0]}")
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if message.startswith(f"{key}.") or message.startswith("dataset."):
-        return ConfigError(f"Invalid config: {message}")
-    return ConfigError(f"Invalid config: {key}: {message}")
+    return ConfigError(f"Invalid config: {key}: {message}")  # another library's error: which group it came from
 
 
 def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
