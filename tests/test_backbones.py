@@ -14,14 +14,15 @@ from gsa_exp.config.validation import ConfigPaths
 FAMILIES = list_backbones()  # every registered family is tested, with the options of its YAML
 
 
-def yaml_options(family: str) -> dict:
+def backbone_yaml(family: str) -> dict:
+    """The YAML node as written (its ``name`` included), without its ``_target_``."""
     options = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / f"{family}.yaml"))
     del options["_target_"]
     return options
 
 
 def build(family: str, channels: int = 1, size: int = 32, classes: int = 3, **changes):
-    options = {**yaml_options(family), "pretrained": False, "stem": "auto", **changes}
+    options = {**backbone_yaml(family), "pretrained": False, "stem": "auto", **changes}
     return create_backbone(in_channels=channels, num_classes=classes, image_size=size, **options)
 
 
@@ -31,7 +32,7 @@ def auxiliary_heads(family: str, model: torch.nn.Module) -> int:
 
 def test_every_registered_backbone_has_a_yaml_and_every_yaml_a_registered_backbone():
     assert sorted(path.stem for path in (CONF / "backbone").glob("*.yaml")) == sorted(FAMILIES)
-    assert all(yaml_options(family)["name"] == family for family in FAMILIES)
+    assert all(backbone_yaml(family)["name"] == family for family in FAMILIES)
     assert FAMILIES[:4] == ("googlenet", "vgg", "resnet", "densenet")  # the paper's order leads the tables
 
 
@@ -210,7 +211,7 @@ def test_checkpoints_written_before_the_registry_still_name_a_builder_that_works
     import gsa_exp.backbones
     from gsa_exp.model.instantiate import instantiate_component
 
-    old_node = {**yaml_options("resnet"), "_target_": "gsa_exp.backbones.build_resnet"}  # name: stripped
+    old_node = {**backbone_yaml("resnet"), "_target_": "gsa_exp.backbones.build_resnet"}  # name: stripped
     model = instantiate_component(old_node, in_channels=1, num_classes=3, image_size=32)
     assert model.fc.out_features == 3 and model.conv1.in_channels == 1
     with pytest.raises(AttributeError, match="has no attribute 'build_alexnet'"):

@@ -221,3 +221,4 @@ def test_predict_checks_every_declared_option(tmp_path):
     with pytest.raises(ConfigError, match=r"^Invalid config: input=None: required: python predict.py .*>$"):
         validate_predict_config(compose_config(base[:1], config_name="predict"))
     validate_predict_config(compose_config([*base[:1], "input=2024"], config_name="predict"))  # a folder named 2024
+    validate_predict_config(compose_config([*base[:1], "input=0"], config_name="predict"))

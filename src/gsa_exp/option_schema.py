@@ -131,7 +131,7 @@ def check_options(
 def refusal(rule: Rule, value: Any) -> str | None:
     """What is allowed, when ``value`` breaks ``rule``; None when it is accepted."""
     required = rule.mark(Required)
-    if required is not None and not value:
+    if required is not None and value in (None, ""):  # 0 is a value (a folder named 0)
         return required.hint
     if value is None and rule.nullable:
         return None
