@@ -46,8 +46,9 @@ def make_job(
         "  bank:\n    seed: ${seed}\n"
     )
     (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
-    if metrics is not None:
+    if metrics is not None:  # a finished job: its metrics, and the status the job's end records
         (job / "metrics.json").write_text(json.dumps(metrics))
+        (job / "status.json").write_text(json.dumps({"status": "completed"}))
     for name, text in (files or {}).items():
         (job / name).write_text(text)
     return job

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from conftest import CONF, TINY_DATA, compose_config, dataset_choices, run_script
 from hydra.utils import get_class
 from omegaconf import OmegaConf
@@ -163,7 +164,8 @@ def test_logger_choice_instantiates(choice, tmp_path):
 def test_callbacks_choice_instantiates(choice, tmp_path):
     callbacks = build_callbacks(compose_config([f"callbacks={choice}"], output_dir=tmp_path))
     names = {type(callback).__name__ for callback in callbacks}
-    assert {"ModelCheckpoint", "AttentionMapMonitor"} <= names
+    assert {"BestAndLastCheckpoint", "AttentionMapMonitor", "RunHeartbeat"} <= names
+    assert any(isinstance(callback, ModelCheckpoint) for callback in callbacks)  # Lightning finds the best model
     assert ("EarlyStopping" in names) == (choice == "early_stopping")
 
 

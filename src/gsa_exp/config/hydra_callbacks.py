@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from gsa_exp import durable
 from gsa_exp.config.validation import ConfigError, validate_eval_config, validate_predict_config, validate_train_config
 from gsa_exp.run_files import ERROR_FILE, STATUS_FILE, SWEEP_STATUS_FILE
 
@@ -63,11 +64,10 @@ class JobStatusRecorder(Callback):
             error = job_return._return_value
             record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
+            durable.write_text(run_dir / ERROR_FILE, "".join(traceback.format_exception(error)))
         elif isinstance(job_return.return_value, float):
             record["objective"] = job_return.return_value
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / STATUS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        durable.write_json(run_dir / STATUS_FILE, record)
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            with open(Path(hydra_cfg.sweep.dir) / SWEEP_STATUS_FILE, "a") as stream:
-                stream.write(json.dumps(record) + "\n")
+            durable.append_line(Path(hydra_cfg.sweep.dir) / SWEEP_STATUS_FILE, json.dumps(record))

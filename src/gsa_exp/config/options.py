@@ -28,6 +28,8 @@ class RunOptions:
 
     seed: Annotated[int | None, AtLeast(0)]
     ckpt_path: Annotated[str | None, ExistingFile()]
+    skip_completed: bool
+    auto_resume: Annotated[object, OneOf(("auto", "true", "false"), also=(True, False))]
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,32 @@ compression is mapped in place (an npz is a zip of ``.npy`` files: the array's b
 in the archive at a known offset); a compressed member is decompressed once, streaming,
 into a ``.npy`` file in a cache directory and that file is mapped. Only the pages a batch
 touches are read, and they stay reclaimable page cache, not the process's own memory.
+
+A cache file is valid only for the archive it was made from: the archive's size and mtime and
+the member's CRC-32 and size, all read from the zip's central directory (no data read), are
+kept beside it (``<member>.npy.source.json``). A cache file of another archive (replaced, even
+by one with an older mtime), a truncated or empty one, or one whose record is missing is
+rebuilt with a warning; the temp files of killed builds are removed before a build.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import logging
+import re
 import shutil
 import struct
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from gsa_exp import durable
 from gsa_exp.data.files import literal
 from gsa_exp.errors import OptionMessage
+
+log = logging.getLogger(__name__)
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local file header (30 bytes)
 _COPY_CHUNK = 16 * 2**20
@@ -87,20 +99,65 @@ def _npy_header(file: object) -> tuple[tuple[int, ...], bool, np.dtype]:
     raise ValueError(f"unsupported .npy format version {version}")
 
 
+_LEGACY_PARTIAL = re.compile(r"\.partial-(\d+)$")  # temp files of builds before durable writes
+
+
+def source_record(path: Path, info: zipfile.ZipInfo) -> dict[str, Any]:
+    """What identifies the archive member a cache file was made from."""
+    stat = path.stat()
+    return {
+        "archive_size": stat.st_size,
+        "archive_mtime_ns": stat.st_mtime_ns,
+        "member": info.filename,
+        "member_crc32": info.CRC,
+        "member_size": info.file_size,
+    }
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_name(target.name + ".source.json")
+
+
+def _stale_reason(target: Path, record: dict[str, Any]) -> str | None:
+    """Why the cache file cannot be used for the archive ``record`` describes; None when it can."""
+    if not target.is_file():
+        return "" if not _record_path(target).is_file() else "its record is there but the file is not"
+    try:
+        kept = json.loads(_record_path(target).read_text())
+    except (OSError, ValueError):
+        return "it has no readable record of the archive it was made from"
+    if kept != record:
+        return "it was made from another version of the archive"
+    size = target.stat().st_size
+    if size != record["member_size"]:
+        return f"it holds {size} of {record['member_size']} bytes"
+    return None
+
+
+def _remove_dead_builds(cache: Path) -> None:
+    durable.remove_abandoned_temp_files(cache, recursive=False)
+    for partial in cache.glob("*.partial-*"):
+        match = _LEGACY_PARTIAL.search(partial.name)
+        if match and not durable.process_alive(int(match.group(1))):
+            partial.unlink(missing_ok=True)
+
+
 def _decompressed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cache: Path) -> Path:
-    """The member as a ``.npy`` file in ``cache``: made once, again only when the archive is newer."""
+    """The member as a ``.npy`` file in ``cache``: made once, again when it is not whole or not this archive's."""
     target = cache / info.filename
-    if target.is_file() and target.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+    record = source_record(path, info)
+    reason = _stale_reason(target, record)
+    if reason is None:
         return target
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    if reason:
+        log.warning("Rebuilding the cache file %s of %s: %s", target, path, reason)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as source, open(partial, "wb") as sink:
-            shutil.copyfileobj(source, sink, _COPY_CHUNK)
-        os.replace(partial, target)  # atomic: a concurrent job sees the whole file or none
+        _remove_dead_builds(cache)
+        with archive.open(info) as source, durable.durable_open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink, _COPY_CHUNK)  # a concurrent job sees the whole file or none
+        durable.write_json(_record_path(target), record)
     except OSError as error:
-        if partial.is_file():
-            partial.unlink()
         raise NpzCacheError(
             f"cannot decompress {literal(info.filename)} of {literal(path)} into the cache directory "
             f"{literal(cache)} ({literal(error)}); "

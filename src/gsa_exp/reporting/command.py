@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from gsa_exp.reporting.comparison import Options
-from gsa_exp.reporting.jobs import SweepError
+from gsa_exp.reporting.jobs import SweepError, load_sweep
 from gsa_exp.reporting.summary import write_summary
 from gsa_exp.reporting.tables import DEFAULT_METRICS
 
@@ -55,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--resamples must be >= 1, got {args.resamples}")
     options = Options(resamples=args.resamples, seed=args.bootstrap_seed)
     try:
-        paths = write_summary(
-            args.sweep_dir, metrics=args.metrics, out_dir=args.out, options=options, references=args.references
-        )
+        sweep = load_sweep(args.sweep_dir)
     except SweepError as exc:
         print(f"summarize.py: error: {exc}", file=sys.stderr)
         return 2
+    for warning in sweep.warnings:
+        print(f"summarize.py: warning: {warning}", file=sys.stderr)
+    paths = write_summary(sweep, metrics=args.metrics, out_dir=args.out, options=options, references=args.references)
     print(paths["markdown"].read_text())
     for path in paths.values():
         print(f"wrote {path}")

@@ -1,8 +1,9 @@
 """Reading a sweep directory into job records: each job's cell, metrics, and why it did not finish.
 
-A job directory is a sub-directory holding ``.hydra/``; its state is finished, failed or
-unfinished (the rules are in ``gsa_exp.reporting.summary``). No job is dropped: a job whose
-config cannot be read is kept, failed, without a cell.
+A job directory is a sub-directory holding ``.hydra/``; its state is finished, failed, killed
+or unfinished (the rules are in ``gsa_exp.reporting.summary``; finished is
+``gsa_exp.run_state.completion``, the definition ``skip_completed`` uses too). No job is
+dropped: a job whose config cannot be read is kept, failed, without a cell.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.reporting.grid import expected_combinations, not_started, override_key
 from gsa_exp.run_files import ERROR_FILE, METRICS_FILE, STATUS_FILE, SWEEP_STATUS_FILE
+from gsa_exp.run_state import KILLED, completion, read_status, why_killed
 
-FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"
+FINISHED, FAILED, UNFINISHED = "finished", "failed", "unfinished"  # and KILLED: a running status, its process dead
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 MULTIRUN_FILE = "multirun.yaml"
@@ -47,8 +49,9 @@ class Job:
     seed: Any
     overrides: tuple[str, ...]
     metrics: dict[str, float] | None
-    state: str  # finished | failed | unfinished
-    reason: str = ""  # why the job is failed or unfinished
+    state: str  # finished | failed | killed | unfinished
+    reason: str = ""  # why the job is failed, killed or unfinished
+    warning: str = ""  # a file of the job is there but damaged (told on stderr, not only in results.md)
     setting: str = ""  # the sweep's varying overrides beyond the grid keys (set by load_sweep)
 
     @property
@@ -73,6 +76,10 @@ class Sweep:
     expected: int | None = None  # jobs the grid in multirun.yaml describes (None: unknown)
     not_started: list[str] = field(default_factory=list)  # override combinations without a directory
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{job.name}: {job.warning}" for job in self.jobs if job.warning]
 
 
 def _job_number(name: str) -> tuple[int, str]:
@@ -101,10 +108,7 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _read_metrics(path: Path) -> dict[str, float]:
-    raw = _read_json(path)
-    if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+def _as_floats(raw: dict[str, Any]) -> dict[str, float]:
     metrics = {}
     for key, value in raw.items():
         try:
@@ -171,12 +175,22 @@ def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
         seed=_select(cfg, "seed"),
         overrides=overrides,
     )
-    if (path / METRICS_FILE).is_file():
-        try:
-            return Job(path.name, path, metrics=_read_metrics(path / METRICS_FILE), state=FINISHED, **fields)
-        except (OSError, ValueError) as exc:
-            return _failed(path, f"{METRICS_FILE} unreadable: {exc}", metrics=None, **fields)
+    done = completion(path)
+    if done.metrics is not None:
+        return Job(path.name, path, metrics=_as_floats(done.metrics), state=FINISHED, **fields)
+    if done.warning:
+        return _failed(path, done.reason, metrics=None, warning=done.warning, **fields)
+    status = read_status(path)
+    killed = why_killed(status) if status is not None else None
+    if killed is not None:
+        written = f"; its {METRICS_FILE} was written before the end" if (path / METRICS_FILE).is_file() else ""
+        reason = _shorten(f"status 'running' but {killed}{written}: relaunch with skip_completed=true to resume")
+        return Job(path.name, path, metrics=None, state=KILLED, reason=reason, **fields)
     state, reason = _failure_reason(path, sweep_status or {})
+    if state == UNFINISHED and (path / METRICS_FILE).is_file():
+        reason = f"{METRICS_FILE} without a completed {STATUS_FILE}: " + (
+            "still running" if status is not None else "the run never recorded its end"
+        )
     return Job(path.name, path, metrics=None, state=state, reason=reason, **fields)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gsa_exp.durable import save_figure
 from gsa_exp.reporting.tables import Summary
 
 
@@ -58,6 +59,6 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
             if shown:
                 axis.legend(fontsize=8, ncol=len(shown), loc="upper right")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -9,9 +9,10 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+from gsa_exp.durable import durable_open
 from gsa_exp.reporting import comparison_report
 from gsa_exp.reporting import references as refs
-from gsa_exp.reporting.jobs import FAILED, FINISHED, MULTIRUN_FILE, UNFINISHED
+from gsa_exp.reporting.jobs import FAILED, FINISHED, KILLED, MULTIRUN_FILE, UNFINISHED
 from gsa_exp.reporting.tables import DELTA_PAIR, Summary, Table
 
 DELTA_ATTENTION = "delta(global-none)"  # the attention value of delta rows in results.csv
@@ -74,7 +75,8 @@ def render_markdown(summary: Summary) -> str:
     """results.md: job counts, one table per metric, notes, and the failed or unfinished jobs."""
     sweep = summary.sweep
     states = Counter(job.state for job in sweep.jobs)
-    tally = ", ".join(f"{states[state]} {state}" for state in (FINISHED, FAILED, UNFINISHED))
+    shown = (FINISHED, FAILED, KILLED, UNFINISHED) if states[KILLED] else (FINISHED, FAILED, UNFINISHED)
+    tally = ", ".join(f"{states[state]} {state}" for state in shown)
     counts = f"Job directories: {len(sweep.jobs)} ({tally})"
     if sweep.expected is not None:
         counts += f"; {MULTIRUN_FILE} describes {sweep.expected} jobs ({len(sweep.not_started)} not started)"
@@ -87,7 +89,7 @@ def render_markdown(summary: Summary) -> str:
         "",
         "Cells: mean ± sample standard deviation (ddof=1) over the finished jobs (seeds), 3 decimals; "
         "n = jobs with a finite value; with n=1 only the mean is shown, with n=0 `—`. "
-        "`k failed` / `k unfinished` count the cell's other jobs (listed at the end). "
+        "`k failed` / `k unfinished` count the cell's other jobs (listed at the end; killed jobs count as unfinished). "
         f"{DELTA_HEADER} = mean(global) − mean(none).",
     ]
     for table in summary.tables:
@@ -167,7 +169,7 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
 
 def write_csv(summary: Summary, path: str | Path) -> Path:
     path = Path(path)
-    with path.open("w", newline="") as handle:
+    with durable_open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(csv_rows(summary))

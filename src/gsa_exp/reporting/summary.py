@@ -25,16 +25,21 @@ Cells
     Δ(global − none) is the difference of the two means, signed (``+0.020``).
 
 Job states
-    * finished: ``metrics.json`` exists and parses. A finished job whose value of a metric is
-      missing or not finite (NaN, inf) counts as *failed* in that metric's cells.
-    * failed: no ``metrics.json`` and a failure signal: ``error.txt`` in the job directory, a
+    * finished: completed, the one definition ``skip_completed`` uses too
+      (``gsa_exp.run_state.completion``): ``status.json`` says ``completed`` and ``metrics.json``
+      is a readable JSON object. A finished job whose value of a metric is missing or not
+      finite (NaN, inf) counts as *failed* in that metric's cells.
+    * failed: not completed, with a failure signal: ``error.txt`` in the job directory, a
       ``status.json`` whose ``status`` is not running/completed (or says completed without
       metrics), or a ``failed`` line for the job in the sweep's optional
       ``sweep_status.jsonl``. The reason is the first non-empty line of the error (for a
       Python traceback, its last line: the exception). An unreadable ``metrics.json`` or
-      ``.hydra/config.yaml`` is a failure too. A readable ``metrics.json`` wins over the
-      status files: such a job counts as finished.
-    * unfinished: no ``metrics.json`` and no failure signal (still running, or killed).
+      ``.hydra/config.yaml`` is a failure too (and a warning on stderr).
+    * killed: ``status.json`` says ``running`` but its process is gone (same host) or its
+      heartbeat is stale (``gsa_exp.run_state.why_killed``). Counted with the unfinished jobs
+      in the cells: a ``skip_completed=true`` relaunch resumes it from its ``last.ckpt``.
+    * unfinished: not completed and no failure signal (still running, or a ``metrics.json``
+      whose run never recorded its end).
     * not started: when ``multirun.yaml`` describes a basic-sweeper grid, the override
       combinations that have no job directory yet are counted and listed.
 
@@ -126,9 +131,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from gsa_exp.durable import write_text
 from gsa_exp.reporting import latex
 from gsa_exp.reporting.comparison import Options
-from gsa_exp.reporting.jobs import load_sweep
+from gsa_exp.reporting.jobs import Sweep, load_sweep
 from gsa_exp.reporting.plots import plot_summary
 from gsa_exp.reporting.render import render_markdown, write_csv
 from gsa_exp.reporting.tables import DEFAULT_METRICS, summarize
@@ -137,19 +143,21 @@ RESULT_FILES = {"markdown": "results.md", "csv": "results.csv", "plot": "results
 
 
 def write_summary(
-    sweep_dir: str | Path,
+    sweep_dir: str | Path | Sweep,
     metrics: Sequence[str] = DEFAULT_METRICS,
     out_dir: str | Path | None = None,
     options: Options | None = None,
     references: bool = False,
 ) -> dict[str, Path]:
-    """Read a sweep and write results.md, results.csv, results.png and results.tex; returns {kind: path}."""
-    summary = summarize(load_sweep(sweep_dir), metrics, options, references)
-    target = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    """Read a sweep (or take one read already) and write results.md, results.csv, results.png and results.tex
+    (each written durably); returns {kind: path}."""
+    sweep = sweep_dir if isinstance(sweep_dir, Sweep) else load_sweep(sweep_dir)
+    summary = summarize(sweep, metrics, options, references)
+    target = Path(out_dir) if out_dir is not None else sweep.path
     target.mkdir(parents=True, exist_ok=True)
     paths = {kind: target / name for kind, name in RESULT_FILES.items()}
-    paths["markdown"].write_text(render_markdown(summary))
+    write_text(paths["markdown"], render_markdown(summary))
     write_csv(summary, paths["csv"])
     plot_summary(summary, paths["plot"])
-    paths["latex"].write_text(latex.render_latex(summary))
+    write_text(paths["latex"], latex.render_latex(summary))
     return paths

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options, Question, Run, cached_reader, compare
-from gsa_exp.reporting.jobs import FAILED, FINISHED, UNFINISHED, Job, Sweep
+from gsa_exp.reporting.jobs import FAILED, FINISHED, KILLED, UNFINISHED, Job, Sweep
 from gsa_exp.run_files import METRICS_FILE
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
@@ -145,7 +145,7 @@ def _build_table(
     for key, members in grouped.items():
         values, failed, unfinished = [], 0, 0
         for job in members:
-            if job.state == UNFINISHED:
+            if job.state in (UNFINISHED, KILLED):  # a killed job resumes when relaunched: not a failure
                 unfinished += 1
             elif job.state == FAILED:
                 failed += 1

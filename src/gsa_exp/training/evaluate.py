@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.validation import option_errors_located, validate_eval_config
+from gsa_exp.durable import write_json
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.builders import build_datamodule, build_trainer
@@ -18,7 +19,6 @@ from gsa_exp.training.outputs import (
     METRICS_FILE,
     add_confusion_matrix,
     scalar_metrics,
-    write_json,
     write_split_predictions,
 )
 from gsa_exp.training.provenance import provenance

@@ -29,6 +29,7 @@ import torchvision
 from torch import Tensor, nn
 
 from gsa_exp.data.splits import MULTICLASS
+from gsa_exp.durable import save_figure
 from gsa_exp.training.interpret import attention_label, run_map, take_sample
 
 GRADCAM_PNG = "gradcam_comparison.png"
@@ -191,6 +192,6 @@ def write_gradcam_comparison(
     figure = comparison_figure(comparison)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / GRADCAM_PNG
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
     return path, comparison.layout

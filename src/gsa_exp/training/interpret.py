@@ -27,6 +27,7 @@ from torch import Tensor
 
 from gsa_exp.attention import MapReporting, shared_map_of
 from gsa_exp.data.splits import MULTICLASS
+from gsa_exp.durable import durable_open, save_figure
 from gsa_exp.run_files import OVERLAYS_PNG, SAMPLES_NPZ
 from gsa_exp.training.outputs import save_attention_map
 
@@ -216,16 +217,17 @@ def write_attention_outputs(
     sample = take_sample(model, datamodule, attention_map.detach().float().cpu(), per_class)
     if sample is None:
         return paths, None
-    np.savez_compressed(
-        directory / SAMPLES_NPZ,
-        images=sample.images.numpy().astype(np.float32),
-        labels=sample.labels.numpy(),
-        maps=sample.maps.numpy().astype(np.float32),
-        map=attention_map.detach().float().cpu().numpy(),
-        row_names=np.array([name for name, _ in sample.rows]),
-    )
+    with durable_open(directory / SAMPLES_NPZ, "wb") as stream:
+        np.savez_compressed(
+            stream,
+            images=sample.images.numpy().astype(np.float32),
+            labels=sample.labels.numpy(),
+            maps=sample.maps.numpy().astype(np.float32),
+            map=attention_map.detach().float().cpu().numpy(),
+            row_names=np.array([name for name, _ in sample.rows]),
+        )
     figure = overlay_figure(sample, attention_map, title)
-    figure.savefig(directory / OVERLAYS_PNG)
+    save_figure(figure, directory / OVERLAYS_PNG)
     pixels = figure_pixels(figure)
     plt.close(figure)
     return [*paths, directory / SAMPLES_NPZ, directory / OVERLAYS_PNG], pixels

@@ -15,22 +15,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard.summary import hparams
 
+from gsa_exp.durable import durable_open, save_figure, write_json, write_text
 from gsa_exp.model.classifier import ImageClassifier
-from gsa_exp.run_files import MAP_NPY, MAP_PNG, METRICS_FILE, PREDICTIONS_FILE, STATUS_FILE, TARGETS_FILE
+from gsa_exp.run_files import MAP_NPY, MAP_PNG, METRICS_FILE, PREDICTIONS_FILE, TARGETS_FILE
 
 log = logging.getLogger(__name__)
 
 HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
 HPARAM_KEYS = ("seed", "scheduler_interval", "trainer.max_epochs", "trainer.precision")
 INSTANTIATION_KEYS = ("_target_", "_partial_")  # how Hydra builds a node, not hyper-parameters
-
-
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    """Write atomically, so a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
-    partial.replace(path)
 
 
 def write_predictions(run_dir: Path, split: str, outputs: tuple[Tensor, Tensor] | None) -> Path | None:
@@ -52,10 +45,8 @@ def write_predictions(run_dir: Path, split: str, outputs: tuple[Tensor, Tensor] 
 
 
 def _write_rows(path: Path, rows: list[list[Any]], number: str) -> None:
-    partial = path.with_suffix(".csv.partial")
     lines = (f"{index}," + ",".join(number.format(value) for value in row) for index, row in enumerate(rows))
-    partial.write_text("\n".join(lines) + "\n")
-    partial.replace(path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def write_split_predictions(
@@ -89,17 +80,6 @@ def add_confusion_matrix(path: Path, trainer: pl.Trainer, model: ImageClassifier
     write_json(path, values)
 
 
-def completed_metrics(run_dir: Path) -> dict[str, float] | None:
-    """The metrics of a run that finished (metrics.json and a completed status.json), else None."""
-    metrics, status = run_dir / METRICS_FILE, run_dir / STATUS_FILE
-    if not (metrics.is_file() and status.is_file()):
-        return None
-    if json.loads(status.read_text()).get("status") != "completed":
-        return None
-    values = json.loads(metrics.read_text())  # the scalars, as train() returns them (not the confusion matrix)
-    return {key: value for key, value in values.items() if isinstance(value, (int, float))}
-
-
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Plain floats from Lightning's logged metrics (tensors), sorted by name."""
     values = {}
@@ -119,14 +99,15 @@ def save_attention_map(attention_map: Tensor, directory: Path, title: str) -> li
     values = attention_map.detach().float().cpu().numpy().astype(np.float32)
     directory.mkdir(parents=True, exist_ok=True)
     npy, png = directory / MAP_NPY, directory / MAP_PNG
-    np.save(npy, values)
+    with durable_open(npy, "wb") as stream:
+        np.save(stream, values)
     figure, axis = plt.subplots(figsize=(4.2, 3.6), dpi=100)
     shown = axis.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
     axis.set_title(title, fontsize=9)
     axis.set_axis_off()
     figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    figure.savefig(png)
+    save_figure(figure, png)
     plt.close(figure)
     return [npy, png]
 

@@ -21,7 +21,7 @@ from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
 from gsa_exp.training.evaluate import resolve_checkpoint, trained_run_config
-from gsa_exp.training.outputs import write_json
+from gsa_exp.durable import write_json
 from gsa_exp.training.provenance import provenance
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,12 @@ nothing, so the last good checkpoints stay as they were.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import random
 import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,24 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from gsa_exp import durable
 from gsa_exp.run_files import STATUS_FILE
 
 log = logging.getLogger(__name__)
 
 INTERRUPTIONS = (KeyboardInterrupt, SIGTERMException)
+
+
+def launch_program(argv0: str | None = None) -> list[str]:
+    """How this process was started: ``python train.py`` (a script, as given) or ``gsa-train`` (an installed
+    command, by name when that name finds the same file on PATH, else by its path)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    if argv0.endswith(".py"):
+        return ["python", argv0]
+    name = Path(argv0).name
+    found = shutil.which(name)
+    same = found is not None and Path(found).resolve() == Path(argv0).resolve()
+    return [name if same else argv0]
 
 
 class SaveOnInterrupt(pl.Callback):
@@ -38,11 +53,13 @@ class SaveOnInterrupt(pl.Callback):
         self.run_dir = Path(run_dir)
 
     def resume_command(self, checkpoint: Path) -> str:
-        """The command line that continues this run in its own directory (so its best-model record holds)."""
+        """The command line that continues this run in its own directory (so its best-model record holds),
+        in the form the run was started with, from the directory it was started in."""
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
         kept = [o for o in overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
         arguments = [*kept, f"ckpt_path={checkpoint}", f"hydra.run.dir={self.run_dir}"]
-        return "python train.py " + " ".join(shlex.quote(a) for a in arguments)
+        command = " ".join(shlex.quote(a) for a in [*launch_program(), *arguments])
+        return f"cd {shlex.quote(os.getcwd())} && {command}"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, INTERRUPTIONS) or not trainer.training:
@@ -54,18 +71,9 @@ class SaveOnInterrupt(pl.Callback):
         signal_name = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         command = self.resume_command(checkpoint)
-        (self.run_dir / STATUS_FILE).write_text(
-            json.dumps(
-                {
-                    "status": "interrupted",
-                    "signal": signal_name,
-                    "at": where,
-                    "checkpoint": str(checkpoint),
-                    "resume": command,
-                },
-                indent=2,
-            )
-            + "\n"
+        durable.write_json(
+            self.run_dir / STATUS_FILE,
+            {"status": "interrupted", "signal": signal_name, "at": where, "checkpoint": str(checkpoint), "resume": command},
         )
         log.error(
             "Interrupted by %s at %s; saved %s. Resume exactly with:\n  %s", signal_name, where, checkpoint, command

@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from gsa_exp.backbones import list_backbones
+from gsa_exp.durable import save_figure
 from gsa_exp.run_files import ERROR_FILE, MAP_NPY, METRICS_FILE
 
 GRID_PNG = "attention_maps_grid.png"
@@ -203,6 +204,6 @@ def write_map_grid(sweep_dir: Path, out_dir: Path | None = None) -> tuple[Path |
     target = out_dir if out_dir is not None else sweep_dir
     target.mkdir(parents=True, exist_ok=True)
     path = target / GRID_PNG
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
     return path, grid

@@ -12,7 +12,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import option_errors_located, validate_train_config
+from gsa_exp.durable import write_json
 from gsa_exp.run_files import PROVENANCE_FILE
+from gsa_exp.run_state import completion
 from gsa_exp.training.builders import (
     build_callbacks,
     build_datamodule,
@@ -26,14 +28,13 @@ from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import (
     METRICS_FILE,
     add_confusion_matrix,
-    completed_metrics,
     flat_hparams,
     log_hparams_with_metrics,
     scalar_metrics,
-    write_json,
     write_split_predictions,
 )
 from gsa_exp.training.provenance import provenance
+from gsa_exp.training.run_record import auto_resume_enabled, begin_run, own_last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,27 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return path or None
 
 
+def completed_scalars(output_dir: Path) -> dict[str, float] | None:
+    """The metrics of a completed run in ``output_dir`` (as train() returns them), else None; a damaged
+    metrics.json is reported and the run trained again."""
+    done = completion(output_dir)
+    if done.warning:
+        log.warning("Not completed: %s; running it again", done.warning)
+    if done.metrics is None:
+        return None
+    return {key: value for key, value in done.metrics.items() if isinstance(value, (int, float))}
+
+
+def resumable_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The run directory's own last.ckpt, when ``auto_resume`` applies (a relaunch of a killed or preempted job)."""
+    if not auto_resume_enabled(cfg.auto_resume, cfg.skip_completed):
+        return None
+    checkpoint = own_last_checkpoint(output_dir)
+    if checkpoint is not None:
+        log.info("Resuming from this run directory's %s (auto_resume=%s)", checkpoint, cfg.auto_resume)
+    return None if checkpoint is None else str(checkpoint)
+
+
 @option_errors_located()
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one configuration; returns the final validation and test metrics of the best model."""
@@ -53,9 +75,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("Run directory: %s", output_dir)
     if cfg.extras.print_config:
         print_config(cfg)
-    if cfg.skip_completed and (previous := completed_metrics(output_dir)) is not None:
+    if cfg.skip_completed and (previous := completed_scalars(output_dir)) is not None:
         log.info("Already completed in %s: reusing its metrics.json", output_dir)
         return previous
+    resume_from = cfg.get("ckpt_path") or resumable_checkpoint(cfg, output_dir)
+    begin_run(output_dir)
     write_json(output_dir / PROVENANCE_FILE, provenance())
     if cfg.seed is not None:  # seed=0 is a seed too
         pl.seed_everything(cfg.seed, workers=True)
@@ -73,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, callbacks, loggers)
     with explained_out_of_memory(cfg):
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
             raise SystemExit(128 + signal.SIGTERM) from interruption
 
