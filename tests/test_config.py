@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from conftest import CONF, TINY_DATA, compose_config, dataset_choices, run_script
 from hydra.utils import get_class
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from gsa_exp.attention import attention_class
 from gsa_exp.backbones import list_backbones

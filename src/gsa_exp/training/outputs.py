@@ -17,7 +17,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from gsa_exp.durable import durable_open, save_figure, write_json, write_text
 from gsa_exp.model.classifier import ImageClassifier
-from gsa_exp.run_files import MAP_NPY, MAP_PNG, METRICS_FILE, PREDICTIONS_FILE, TARGETS_FILE
+from gsa_exp.run_files import MAP_NPY, MAP_PNG, PREDICTIONS_FILE, TARGETS_FILE
 
 log = logging.getLogger(__name__)
 

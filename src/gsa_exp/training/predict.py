@@ -17,11 +17,11 @@ from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath,
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
 from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
+from gsa_exp.durable import write_json
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
 from gsa_exp.training.evaluate import resolve_checkpoint, trained_run_config
-from gsa_exp.durable import write_json
 from gsa_exp.training.provenance import provenance
 
 log = logging.getLogger(__name__)

@@ -73,7 +73,13 @@ class SaveOnInterrupt(pl.Callback):
         command = self.resume_command(checkpoint)
         durable.write_json(
             self.run_dir / STATUS_FILE,
-            {"status": "interrupted", "signal": signal_name, "at": where, "checkpoint": str(checkpoint), "resume": command},
+            {
+                "status": "interrupted",
+                "signal": signal_name,
+                "at": where,
+                "checkpoint": str(checkpoint),
+                "resume": command,
+            },
         )
         log.error(
             "Interrupted by %s at %s; saved %s. Resume exactly with:\n  %s", signal_name, where, checkpoint, command

@@ -61,7 +61,9 @@ def own_last_checkpoint(run_dir: Path) -> Path | None:
         with zipfile.ZipFile(path) as archive:  # torch.save writes a zip: its central directory ends the file
             archive.namelist()
     except (OSError, zipfile.BadZipFile) as error:
-        log.warning("Not resuming from %s: it is not a whole checkpoint (%s); training starts from scratch", path, error)
+        log.warning(
+            "Not resuming from %s: it is not a whole checkpoint (%s); training starts from scratch", path, error
+        )
         return None
     return path
 
