@@ -11,12 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from gsa_exp.config.validation import option_errors_located, validate_eval_config
 from gsa_exp.durable import write_json
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
-from gsa_exp.run_files import PROVENANCE_FILE
+from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
 from gsa_exp.training.console import print_config
 from gsa_exp.training.outputs import (
-    METRICS_FILE,
     add_confusion_matrix,
     scalar_metrics,
     write_split_predictions,

@@ -13,7 +13,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import option_errors_located, validate_train_config
 from gsa_exp.durable import write_json
-from gsa_exp.run_files import PROVENANCE_FILE
+from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
 from gsa_exp.run_state import completion
 from gsa_exp.training.builders import (
     build_callbacks,
@@ -26,7 +26,6 @@ from gsa_exp.training.builders import (
 from gsa_exp.training.console import print_config
 from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import (
-    METRICS_FILE,
     add_confusion_matrix,
     flat_hparams,
     log_hparams_with_metrics,
