@@ -131,7 +131,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gsa_exp.durable import write_text
+from gsa_exp.durable import remove_abandoned_temp_files, write_text
 from gsa_exp.reporting import latex
 from gsa_exp.reporting.comparison import Options
 from gsa_exp.reporting.jobs import Sweep, load_sweep
@@ -155,6 +155,7 @@ def write_summary(
     summary = summarize(sweep, metrics, options, references)
     target = Path(out_dir) if out_dir is not None else sweep.path
     target.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_temp_files(target, recursive=False)  # of a summary killed while writing
     paths = {kind: target / name for kind, name in RESULT_FILES.items()}
     write_text(paths["markdown"], render_markdown(summary))
     write_csv(summary, paths["csv"])

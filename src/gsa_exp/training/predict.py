@@ -17,7 +17,7 @@ from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath,
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
 from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
-from gsa_exp.durable import write_json
+from gsa_exp.durable import durable_open, save_figure, write_json
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
@@ -110,7 +110,7 @@ def predict(cfg: DictConfig) -> Path:
 def write_predictions_csv(path: Path, files: list[Path], scores: Tensor, label_names: list[str], task: str) -> Path:
     """path, predicted (the arg-max class; multi-label: every label at >= 0.5, joined by ';'), one column per class."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with durable_open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "predicted", *label_names])
         for file, row in zip(files, scores.tolist()):
@@ -137,5 +137,5 @@ def write_overlays(directory: Path, files: list[Path], images: Tensor, maps: Ten
         axis.imshow(attention.numpy(), cmap="jet", alpha=0.4, vmin=0, vmax=1)
         axis.set_axis_off()
         axis.set_title(file.name, fontsize=8)
-        figure.savefig(directory / f"{file.name}.png", dpi=100, bbox_inches="tight")
+        save_figure(figure, directory / f"{file.name}.png", dpi=100, bbox_inches="tight")
         plt.close(figure)
