@@ -15,9 +15,9 @@ MAX_MODULE_LINES = 400
 # What each layer may import of the project; entry points -> training -> model -> components -> the base
 # (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types;
 # durable.py, whole-or-absent file writes; run_files.py, the names of the files a run leaves; run_state.py, a run's
-# life in status.json and the one definition of completed;
+# life in status.json and the one definition of completed; registry.py, the one registry type;
 # loader_options.py, the data module's schema, torch-free for the config layer).
-BASE = {"errors", "option_schema", "loader_options", "durable", "run_files", "run_state"}
+BASE = {"errors", "option_schema", "loader_options", "durable", "registry", "run_files", "run_state"}
 ALLOWED = {
     "attention": {"attention", *BASE},
     "backbones": {"backbones", *BASE},

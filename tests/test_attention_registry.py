@@ -38,8 +38,9 @@ RUNTIME = dict(in_channels=1, image_size=32, num_train=80)
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """The registry as it is, for one test: what the test registers is gone after it."""
-    monkeypatch.setattr(attention_registry, "_VARIANTS", dict(attention_registry._VARIANTS))
-    monkeypatch.setattr(attention_registry, "_ORDER", dict(attention_registry._ORDER))
+    registry = attention_registry.ATTENTION
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(registry, "_order", dict(registry._order))
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -90,9 +91,8 @@ def test_importing_the_package_imports_every_module_so_each_variant_registers_it
 def test_an_unknown_name_is_refused_with_the_registered_names():
     with pytest.raises(ValueError) as error:
         create_attention("no_such_attention", **RUNTIME)
-    assert (
-        str(error.value) == f"unknown attention variant 'no_such_attention'; registered: {', '.join(list_attention())}"
-    )
+    registered = ", ".join(attention_order())
+    assert str(error.value) == f"name='no_such_attention': not a registered attention variant; registered: {registered}"
 
 
 def test_a_name_is_registered_once(scratch_registry):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from conftest import QUIET, ROOT
 from PIL import Image
 
 from gsa_exp import durable
-from gsa_exp.run_state import KILLED, life_state, read_status
+from gsa_exp.run_state import KILLED, completion, life_state, read_status
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +118,8 @@ def chaos(tmp_path_factory):
     reference = launch(base / "reference", data, tmpdir)
     assert reference.returncode == 0, reference.stderr[-3000:]
     yield base, data, tmpdir, json.loads((base / "reference" / "metrics.json").read_text())
-    assert list(tmpdir.iterdir()) == []  # nothing was ever staged in $TMPDIR
-    tmpdir.rmdir()
+    assert [path for path in tmpdir.rglob("*") if path.is_file()] == []  # nothing was staged in $TMPDIR
+    shutil.rmtree(tmpdir)  # (torch leaves an empty torchinductor_<user> directory there)
 
 
 def relaunch_and_compare(run_dir: Path, data: Path, tmpdir: Path, expected: dict, *extra: str) -> None:
@@ -138,8 +139,7 @@ def test_a_run_killed_at_a_write_leaves_whole_files_and_resumes_to_the_same_metr
     killed = launch(run_dir, data, tmpdir, *extra, kill=kill)
     assert killed.returncode == -signal.SIGKILL, f"{moment}: not killed\n{killed.stderr[-3000:]}"
     check_every_file_loads(run_dir)
-    assert life_state(read_status(run_dir)) == KILLED
-    assert not (run_dir / "metrics.json").exists() or kill.startswith("rename:status.json")
+    assert life_state(read_status(run_dir)) == KILLED and completion(run_dir).metrics is None  # never "done"
     if "last.ckpt:2" in kill:  # the epoch before is there, whole, to resume from
         assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == (
             1 if kill.startswith("renamed") else 0

@@ -175,11 +175,11 @@ def test_dataset_choice_instantiates(choice):
 
     Construction reads no file; loading real files is tested in test_real_datasets.py."""
     cfg = compose_config([f"dataset={choice}"])
-    assert get_class(cfg.dataset.source._target_) in {get_source(name) for name in list_sources()}
+    assert cfg.dataset.source._target_ == "gsa_exp.data.create_source" and cfg.dataset.source.name in list_sources()
     datamodule = build_datamodule(cfg.dataset)
     assert datamodule.batch_size == cfg.dataset.batch_size
     assert datamodule.image_size == cfg.dataset.image_size
-    assert type(datamodule.source).__name__ == cfg.dataset.source._target_.rsplit(".", 1)[-1]
+    assert type(datamodule.source) is get_source(cfg.dataset.source.name)
     assert (datamodule.name, datamodule.root) == (cfg.dataset.name, cfg.dataset.root)
     parameters = inspect.signature(ArrayDataModule).parameters
     assert set(cfg.dataset) - {"_target_"} <= set(parameters)  # constructor arguments only

@@ -50,7 +50,8 @@ def datamodule(source=None, **changes) -> ArrayDataModule:
 @pytest.fixture
 def own_registry(monkeypatch):
     """Registrations made by a test stay in it."""
-    monkeypatch.setattr(registry, "_SOURCES", dict(registry._SOURCES))
+    monkeypatch.setattr(registry.SOURCES, "_entries", dict(registry.SOURCES._entries))
+    monkeypatch.setattr(registry.SOURCES, "_order", dict(registry.SOURCES._order))
 
 
 def test_the_sources_register_themselves(own_registry):
@@ -68,9 +69,11 @@ def test_a_registered_source_is_listed_and_a_name_is_taken_once(own_registry):
             raise NotImplementedError
 
     assert "tiny_test_source" in list_sources() and get_source("tiny_test_source") is TinySource
-    with pytest.raises(ValueError, match="two data sources are named 'synthetic': gsa_exp.data.synthetic.Synth"):
+    with pytest.raises(
+        ValueError, match=r"data source 'synthetic' is already registered \(by gsa_exp.data.synthetic.Synth"
+    ):
         register_source("synthetic")(TinySource)
-    with pytest.raises(ValueError, match=r"no data source is registered as 'nope'; registered: .*synthetic"):
+    with pytest.raises(ValueError, match=r"name='nope': not a registered data source; registered: .*synthetic"):
         get_source("nope")
 
 

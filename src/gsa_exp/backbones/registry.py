@@ -17,7 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from gsa_exp.backbones.common import BackboneError, build_checked, check_variant
-from gsa_exp.errors import OptionMessage
+from gsa_exp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,28 +45,21 @@ class BackboneFamily:
     order: int = 100  # position in tables and plots: the paper's four first, newer families after
 
 
-_FAMILIES: dict[str, BackboneFamily] = {}
+BACKBONES: Registry[BackboneFamily] = Registry("backbone", BackboneError)
 
 
 def register_backbone(family: BackboneFamily) -> BackboneFamily:
-    """Make ``family`` available as ``backbone=<family.name>``; a name can be registered once."""
-    if family.name in _FAMILIES:
-        raise BackboneError(f"backbone {family.name!r} is registered twice")
-    _FAMILIES[family.name] = family
-    return family
+    """Make ``family`` available as ``backbone=<family.name>``."""
+    return BACKBONES.register(family.name, family, order=family.order)
 
 
 def list_backbones() -> tuple[str, ...]:
     """Registered family names in table order (the paper's GoogLeNet, VGG, ResNet, DenseNet first)."""
-    return tuple(sorted(_FAMILIES, key=lambda name: (_FAMILIES[name].order, name)))
+    return BACKBONES.names()
 
 
 def backbone_family(name: str) -> BackboneFamily:
-    if name not in _FAMILIES:
-        raise BackboneError(
-            f"$name={OptionMessage.quoted(name)} is not a registered backbone; registered: {list(list_backbones())}"
-        )
-    return _FAMILIES[name]
+    return BACKBONES.get(name)
 
 
 def create_backbone(

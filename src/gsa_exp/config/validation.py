@@ -161,7 +161,7 @@ def logged_metrics(cfg: DictConfig) -> set[str]:
     """Every metric a training run logs and a checkpoint callback can monitor."""
     names = {f"val/{name}" for name in (*METRIC_NAMES, "loss")}
     names |= {f"train/{name}" for name in METRIC_NAMES} | {"train/loss_epoch"}
-    synthetic = str(_value(cfg, "dataset.source._target_")).endswith("SyntheticLesions")
+    synthetic = _value(cfg, "dataset.source.name") == "synthetic"
     if synthetic and _value(cfg, "attention.name") != "none":
         names.add("val/map_auroc")  # only generated data know where their class signal lives
     return names

@@ -3,7 +3,8 @@
 
 A data set is added in two files: a module in this package whose source class (``load() ->
 LoadedData``) is decorated with ``@register_source("<name>")``, and ``conf/dataset/<name>.yaml``,
-which extends the loader base and names that class as ``source._target_``.
+which extends the loader base and selects it as every component is selected:
+``source: {_target_: gsa_exp.data.create_source, name: <name>, ...}``.
 """
 
 from __future__ import annotations
@@ -13,29 +14,13 @@ import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gsa_exp.data.files import DataError
+from gsa_exp.registry import Registry
+
 if TYPE_CHECKING:
     from gsa_exp.data.datamodule import DataSource
 
 Source = TypeVar("Source", bound=type)
-
-_SOURCES: dict[str, type] = {}
-
-
-def register_source(name: str) -> Callable[[Source], Source]:
-    """Class decorator: the source is known as ``name``, also the stem of its ``conf/dataset/`` YAML."""
-
-    def register(source: Source) -> Source:
-        known = _SOURCES.get(name)
-        if known is not None and _path(known) != _path(source):  # a module imported again re-registers its own class
-            raise ValueError(f"two data sources are named {name!r}: {_path(known)} and {_path(source)}")
-        _SOURCES[name] = source
-        return source
-
-    return register
-
-
-def _path(source: type) -> str:
-    return f"{source.__module__}.{source.__qualname__}"
 
 
 def _import_source_modules() -> None:
@@ -45,18 +30,22 @@ def _import_source_modules() -> None:
         importlib.import_module(f"{__package__}.{module.name}")
 
 
+SOURCES: Registry[type] = Registry("data source", DataError, load=_import_source_modules)
+
+
+def register_source(name: str) -> Callable[[Source], Source]:
+    """Class decorator: the source is known as ``name``, also the stem of its ``conf/dataset/`` YAML."""
+    return SOURCES.register(name)
+
+
 def list_sources() -> list[str]:
     """The names of every registered data source, sorted."""
-    _import_source_modules()
-    return sorted(_SOURCES)
+    return sorted(SOURCES.names())
 
 
 def get_source(name: str) -> type:
     """The source class registered as ``name``."""
-    _import_source_modules()
-    if name not in _SOURCES:
-        raise ValueError(f"no data source is registered as {name!r}; registered: {', '.join(sorted(_SOURCES))}")
-    return _SOURCES[name]
+    return SOURCES.get(name)
 
 
 def create_source(name: str, **options: Any) -> DataSource:
