@@ -1,5 +1,6 @@
 """Interleaved timing: the variants of a comparison alternate in one process, so a noisy
-machine slows them alike and the ratio of their times stays meaningful."""
+machine slows them alike and the ratio of their times stays meaningful (``timeit`` and
+``torch.utils.benchmark.Timer`` time one variant's calls all together, then the next's)."""
 
 from __future__ import annotations
 

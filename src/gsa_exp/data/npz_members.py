@@ -1,11 +1,11 @@
 """Arrays of an ``.npz`` archive, mapped from disk instead of loaded whole.
 
 MedMNIST+ files are large (PathMNIST at 224 px holds 13.5 GB of training images), and
-``np.load`` of an npz member reads it whole into memory. Here a member stored without
-compression is mapped in place (an npz is a zip of ``.npy`` files: the array's bytes sit
-in the archive at a known offset); a compressed member is decompressed once, streaming,
-into a ``.npy`` file in a cache directory and that file is mapped. Only the pages a batch
-touches are read, and they stay reclaimable page cache, not the process's own memory.
+``np.load`` of an npz member reads it whole into memory (it ignores ``mmap_mode`` for an npz).
+Here a member stored without compression is mapped in place (an npz is a zip of ``.npy`` files:
+the array's bytes sit in the archive at a known offset); a compressed member is decompressed
+once, streaming, into a ``.npy`` file in a cache directory and that file is mapped. Only the
+pages a batch touches are read, and they stay reclaimable page cache, not the process's own memory.
 
 A cache file is valid only for the archive it was made from: the archive's size and mtime and
 the member's CRC-32 and size, all read from the zip's central directory (no data read), are

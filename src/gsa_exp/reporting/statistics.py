@@ -76,10 +76,9 @@ def paired_t(differences: Sequence[float], confidence: float = 0.95) -> PairedT:
             return PairedT(n, 0.0, 0.0, 0.0, 1.0, f"all {n} paired differences are 0: p = 1")
         note = f"all {n} paired differences are equal ({mean:+.3g}): zero variance, t is infinite, p = 0"
         return PairedT(n, mean, mean, mean, 0.0, note)
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    p = float(2 * stats.t.sf(abs(mean / se), n - 1))
-    return PairedT(n, mean, mean - half, mean + half, min(1.0, p))
+    test = stats.ttest_1samp(d, 0.0)  # = stats.ttest_rel(global, none): it tests their differences
+    interval = test.confidence_interval(confidence_level=confidence)
+    return PairedT(n, mean, float(interval.low), float(interval.high), float(test.pvalue))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -250,7 +249,9 @@ def paired_bootstrap(
     Every pair sees the same resamples (images drawn with replacement, seeded), so the mean
     Δ over the pairs has its own interval: the models are held fixed and only the test set
     varies. A resample where the metric is undefined (AUROC without positives) is dropped
-    and ``valid`` says how many were kept.
+    and ``valid`` says how many were kept. Not ``scipy.stats.bootstrap``: it has no p-value,
+    and it sorts every resample anew (1000 images, 2000 resamples, one AUROC pair: 0.2-0.3 s
+    here, 6.2 s with sklearn's roc_auc_score as its statistic).
     """
     if len(scores_a) != len(scores_b) or not scores_a:
         raise ValueError("need the same number (at least one) of score arrays for both sides")
@@ -298,10 +299,11 @@ class DeLong:
 def delong_covariance(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AUROCs of k score sets on the same images and their DeLong covariance matrix (k x k).
 
-    Fast DeLong: X. Sun and W. Xu, "Fast Implementation of DeLong's Algorithm for Comparing
-    the Areas Under Correlated Receiver Operating Characteristic Curves", IEEE Signal
-    Processing Letters 21(11), 1389-1393, 2014. The structural components come from
-    mid-ranks (ties count 1/2) in O(n log n) instead of DeLong et al.'s O(m n) comparisons.
+    Own code: scipy, scikit-learn and torchmetrics have no DeLong test. Fast DeLong: X. Sun and
+    W. Xu, "Fast Implementation of DeLong's Algorithm for Comparing the Areas Under Correlated
+    Receiver Operating Characteristic Curves", IEEE Signal Processing Letters 21(11), 1389-1393,
+    2014. The structural components come from mid-ranks (ties count 1/2) in O(n log n) instead
+    of DeLong et al.'s O(m n) comparisons.
     """
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     positive = np.asarray(positive, dtype=bool)
