@@ -7,6 +7,8 @@ the job and in the sweep's ``sweep_status.jsonl``, so nothing is lost or silent.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 import traceback
@@ -45,6 +47,18 @@ class ValidateBeforeRun(Callback):
             raise SystemExit(2) from error
 
 
+def job_error(job_return: JobReturn) -> Exception:
+    """A failed job's exception and traceback as Hydra stored them, from the public ``return_value``."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # its "Error executing job" line: Hydra writes it once
+            return job_return.return_value  # re-raises the job's exception
+    except Exception as error:  # cut the frames the re-raise put in front of the job's own
+        frames, added = error.__traceback__, {job_error.__code__, JobReturn.return_value.fget.__code__}
+        while frames is not None and frames.tb_frame.f_code in added:
+            frames = frames.tb_next
+        return error.with_traceback(frames)
+
+
 class JobStatusRecorder(Callback):
     """Writes ``status.json`` (and ``error.txt`` with the traceback on failure) into each job's
     directory, and one line per job into ``sweep_status.jsonl`` in the sweep directory."""
@@ -61,7 +75,7 @@ class JobStatusRecorder(Callback):
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if failed:
-            error = job_return._return_value
+            error = job_error(job_return)
             record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
             run_dir.mkdir(parents=True, exist_ok=True)
             durable.write_text(run_dir / ERROR_FILE, "".join(traceback.format_exception(error)))

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard.summary import hparams
+from torch.utils.tensorboard.writer import FileWriter
 
 from gsa_exp.durable import durable_open, save_figure, write_json, write_text
 from gsa_exp.model.classifier import ImageClassifier
@@ -154,10 +155,10 @@ def log_hparams_with_metrics(logger: TensorBoardLogger, params: dict[str, Any], 
     """Write TensorBoard's HPARAMS session for this run, listing the final metrics by their logged tags.
 
     The metric values are the scalars already logged under those tags, so nothing is
-    logged twice and no placeholder metric appears.
+    logged twice and no placeholder metric appears. The session goes to an event file of its
+    own in the logger's directory, which TensorBoard reads with the others.
     """
-    experiment, session_start, session_end = hparams(params, metrics)
-    writer = logger.experiment._get_file_writer()
-    for summary in (experiment, session_start, session_end):
+    writer = FileWriter(logger.log_dir)
+    for summary in hparams(params, metrics):  # the experiment, session start and session end
         writer.add_summary(summary)
-    writer.flush()
+    writer.close()
