@@ -151,9 +151,9 @@ def test_a_run_killed_at_a_write_leaves_whole_files_and_resumes_to_the_same_metr
 def test_a_sweep_killed_mid_job_keeps_its_finished_job_and_resumes_the_killed_one(chaos):
     base, data, tmpdir, expected = chaos
     sweep_dir = base / "sweep"
-    sweep = ["-m", "seed=0,0", f"hydra.sweep.dir={sweep_dir}"]
+    sweep = ["seed=0,0", f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "TMPDIR": str(tmpdir), "GSA_CHAOS_KILL": "renamed:last.ckpt:3"}  # job 1, after its epoch 0
-    command = [sys.executable, str(ROOT / "tests" / "chaos_launch.py"), str(ROOT / "train.py"), *RUN]
+    command = [sys.executable, str(ROOT / "tests" / "chaos_launch.py"), str(ROOT / "train.py"), "-m", *RUN]
     killed = subprocess.run([*command, f"dataset.root={data}", *sweep], cwd=ROOT, env=env, capture_output=True)
     assert killed.returncode == -signal.SIGKILL
     first, second = sorted((path for path in sweep_dir.iterdir() if path.is_dir()), key=lambda path: path.name)
@@ -164,7 +164,7 @@ def test_a_sweep_killed_mid_job_keeps_its_finished_job_and_resumes_the_killed_on
     finished = (first / "metrics.json").read_text()
 
     again = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *RUN, f"dataset.root={data}", *sweep, "skip_completed=true"],
+        [sys.executable, str(ROOT / "train.py"), "-m", *RUN, f"dataset.root={data}", *sweep, "skip_completed=true"],
         cwd=ROOT,
         env={**os.environ, "TMPDIR": str(tmpdir)},
         capture_output=True,

@@ -168,9 +168,9 @@ def test_resize_and_channel_helpers():
 def test_normalization_expands_per_channel():
     mean, std = Normalization(mean=[0.5], std=[0.25]).per_channel(3)
     assert mean == [0.5, 0.5, 0.5] and std == [0.25, 0.25, 0.25]
-    with pytest.raises(ValueError, match="^normalize.mean has 2 values; give 1 or 3"):
+    with pytest.raises(ValueError, match=r"^normalize.mean=\[0.1, 0.2\]: must have 1 or 3 values"):
         Normalization(mean=[0.1, 0.2], std=[1.0]).per_channel(3)
-    with pytest.raises(ValueError, match=r"^normalize.std=\[0.0\] must be positive"):
+    with pytest.raises(ValueError, match=r"^normalize.std=\[0.0\]: must be positive numbers$"):
         Normalization(mean=[0.5], std=[0.0])
 
 

@@ -162,8 +162,11 @@ def test_last_checkpoint_every_n_steps_for_long_epochs(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"save_last": "link"}, "save_last='link': must be true or false"),
-        ({"last_every_n_train_steps": 0}, "last_every_n_train_steps=0: must be an integer >= 1 or null"),
+        ({"save_last": "link"}, "^callbacks.model_checkpoint.save_last='link': must be true or false$"),
+        (
+            {"last_every_n_train_steps": 0},
+            r"^callbacks.model_checkpoint.last_every_n_train_steps=0: must be >= 1 or null \(epochs only\)$",
+        ),
     ],
 )
 def test_last_checkpoint_options_are_checked(tmp_path, options, message):

@@ -11,6 +11,7 @@ from conftest import array_datamodule, yaml_options
 from gsa_exp.attention import GlobalSpatialAttention
 from gsa_exp.attention.bank import BankOptions, build_bank, stratified_subset
 from gsa_exp.data.splits import MULTICLASS, LoadedData, Split
+from gsa_exp.option_schema import checked
 
 SIZE = 12
 
@@ -270,14 +271,16 @@ def test_compressed_bank_size_does_not_grow_with_images():
 
 
 def test_bank_option_errors_name_the_key():
-    with pytest.raises(ValueError, match=r"^bank.components=500 exceeds"):
+    with pytest.raises(
+        ValueError, match=r"^bank.components=500: at most min\(images x channels, H x W\) = 4 with these images"
+    ):
         build_bank(*random_images(4), BankOptions(**bank_options(components=500)))
-    with pytest.raises(ValueError, match=r"^bank.num_images=0"):
-        BankOptions(**bank_options(num_images=0))
-    with pytest.raises(ValueError, match=r"^bank.source='test' is not supported"):
-        BankOptions(**bank_options(source="test"))
-    with pytest.raises(ValueError, match=r"^bank.batch_size=None must be a positive integer"):
-        BankOptions(**bank_options(source="batch", batch_size=None))
+    with pytest.raises(ValueError, match=r"^bank.num_images=0: must be >= 1 or null \(all\)$"):
+        checked(BankOptions, bank_options(num_images=0), prefix="bank.")
+    with pytest.raises(ValueError, match=r"^source='test': allowed: train, batch$"):
+        BankOptions(**bank_options(source="test"))  # built directly, it names its own options
+    with pytest.raises(ValueError, match=r"^bank.batch_size=None: must be an integer >= 1 with bank.source=batch"):
+        checked(BankOptions, bank_options(source="batch", batch_size=None), prefix="bank.")
 
 
 # -- a data-derived start -----------------------------------------------------------------
@@ -337,13 +340,15 @@ def class_contrast_attention(**classifier_changes) -> GlobalSpatialAttention:
 
 
 def test_class_contrast_start_needs_the_linear_classifier():
-    with pytest.raises(ValueError, match="^classifier.init='class_contrast' needs classifier.kind='linear'"):
+    with pytest.raises(
+        ValueError, match="^classifier.init='class_contrast': needs classifier.kind='linear', got 'mlp'"
+    ):
         class_contrast_attention(kind="mlp")
 
 
 @pytest.mark.parametrize("smoothing", [0, 4])
 def test_class_contrast_smoothing_must_be_an_odd_width(smoothing):
-    with pytest.raises(ValueError, match=f"^classifier.init_smoothing={smoothing} must be an odd integer >= 1"):
+    with pytest.raises(ValueError, match=f"^classifier.init_smoothing={smoothing}: must be an odd integer >= 1$"):
         class_contrast_attention(init_smoothing=smoothing)
 
 

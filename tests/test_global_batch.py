@@ -97,7 +97,7 @@ def make(**changes) -> GlobalBatchAttention:
 
 
 def test_options_it_cannot_use_are_refused_naming_the_key():
-    with pytest.raises(ValueError, match=r"^bank.batch_size=0 must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^bank.batch_size=0: must be >= 1$"):
         make(bank=dict(batch_size=0))
     with pytest.raises(
         ValueError,
@@ -109,12 +109,14 @@ def test_options_it_cannot_use_are_refused_naming_the_key():
 
 @pytest.mark.parametrize("spelling", [OLD, NEW], ids=["bank.source=batch", "global_batch"])
 def test_a_batch_size_that_is_not_an_integer_is_named_in_one_line(tiny_config, spelling):
-    with pytest.raises(ConfigError, match=r"^Invalid config: attention.bank.batch_size='x' must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"^Invalid config: attention.bank.batch_size='x': must be an integer >= 1"):
         validate_train_config(tiny_config(*spelling, "attention.bank.batch_size=x"))
 
 
 def test_the_older_spelling_keeps_the_checks_of_global():
-    with pytest.raises(Exception, match=r"attention.classifier.init='class_contrast' needs attention.classifier.kind"):
+    with pytest.raises(
+        Exception, match=r"attention.classifier.init='class_contrast': needs attention.classifier.kind='linear'"
+    ):
         model_of(*OLD, "attention.classifier.kind=mlp")
     with pytest.raises(Exception, match=r"attention.bank.num_images=0"):
         model_of(*OLD, "attention.bank.num_images=0")

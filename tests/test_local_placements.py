@@ -84,7 +84,7 @@ def test_a_stage_class_built_with_the_other_placement_is_refused():
 def test_a_dollar_in_a_refused_placement_is_shown_as_given():
     with pytest.raises(AttentionError) as error:
         local("$placement")
-    assert str(error.value) == "placement='$placement' is not one of ['input', 'stages']"
+    assert str(error.value) == "placement='$placement': allowed: input, stages"
 
 
 def test_stages_need_a_backbone_that_declares_them():
@@ -160,7 +160,7 @@ def test_stage_blocks_reload_from_a_state_dict(tiny_config):
 
 
 def test_unknown_local_options_are_refused_in_one_line(tiny_config):
-    with pytest.raises(ConfigError, match=r"attention.placement='everywhere' is not one of \['input', 'stages'\]"):
+    with pytest.raises(ConfigError, match=r"attention.placement='everywhere': allowed: input, stages$"):
         validate_train_config(tiny_config("attention=local", "attention.placement=everywhere"))
-    with pytest.raises(ConfigError, match=r"attention.kernel_size=4 must be a positive odd integer"):
+    with pytest.raises(ConfigError, match=r"attention.kernel_size=4: must be an odd integer >= 1$"):
         validate_train_config(tiny_config("attention=local", "attention.kernel_size=4"))

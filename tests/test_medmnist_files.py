@@ -71,10 +71,10 @@ def test_medmnist_multilabel_labels_are_float_n_by_l(tmp_path):
         (
             "nosuchmnist",
             28,
-            r"^source.flag='nosuchmnist' is not a MedMNIST 2D data set; choose one of: pathmnist, ",
+            r"^source.flag='nosuchmnist': not a MedMNIST 2D data set; allowed: pathmnist, ",
         ),
-        ("organmnist3d", 28, r"'organmnist3d' is not a MedMNIST 2D data set; .*breastmnist"),
-        ("pneumoniamnist", 32, r"^source.size=32 is not a MedMNIST size; choose one of: 28, 64, 128, 224"),
+        ("organmnist3d", 28, r"'organmnist3d': not a MedMNIST 2D data set; .*breastmnist"),
+        ("pneumoniamnist", 32, r"^source.size=32: allowed: 28, 64, 128, 224$"),
     ],
 )
 def test_medmnist_rejects_unknown_flags_and_sizes(tmp_path, flag, size, message):

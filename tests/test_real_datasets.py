@@ -218,11 +218,11 @@ def test_unreadable_images_are_listed_and_counted(tmp_path):
 
 
 def test_image_folder_settings_and_missing_root_are_checked(tmp_path):
-    with pytest.raises(ValueError, match=r"split_ratios=\[0.5, 0.5\] must be three positive fractions"):
+    with pytest.raises(ValueError, match=r"^source.split_ratios=\[0.5, 0.5\]: must be three positive fractions"):
         image_folder(tmp_path, ratios=(0.5, 0.5))
-    with pytest.raises(ValueError, match=r"split_ratios=\[0.8, 0.2, 0.0\] must be three positive fractions"):
+    with pytest.raises(ValueError, match=r"^source.split_ratios=\[0.8, 0.2, 0.0\]: must be three positive fractions"):
         image_folder(tmp_path, ratios=(0.8, 0.2, 0.0))
-    with pytest.raises(ValueError, match=r"^source.channels=2 must be 1 \(grey\) or 3 \(RGB\)"):
+    with pytest.raises(ValueError, match=r"^source.channels=2: allowed: 1, 3$"):
         image_folder(tmp_path, channels=2)
     with pytest.raises(
         DataNotFoundError, match=r"image folder not found: .*missing\. Expected a directory laid out as"

@@ -19,8 +19,8 @@ class _BareNames(dict):
 class OptionMessage(Exception):
     """An error whose message names options as ``$name`` placeholders (a mixin: file errors are OSErrors).
 
-    ``str(error)`` shows the bare names (``stem='tiny' is not one of ...``); ``located``
-    shows the config paths the caller knows (``backbone.stem='tiny' is not one of ...``).
+    ``str(error)`` shows the bare names (``stem='tiny': allowed: ...``); ``located``
+    shows the config paths the caller knows (``backbone.stem='tiny': allowed: ...``).
     Values written into the message go through ``literal`` so a ``$`` in them stays as it is.
     ``component`` is the kind of component raising it (its config group), for errors raised
     while training runs, where no caller knows which component it came from. Subclasses

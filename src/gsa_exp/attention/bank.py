@@ -15,49 +15,14 @@ K = batch_size x C is fixed by the batch size and nothing is stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from gsa_exp.attention.base import AttentionError
-from gsa_exp.errors import OptionMessage
+from gsa_exp.options.attention import BankOptions
 
 _EPS = 1e-6
 _SERIAL_EIGH_LIMIT = 1024  # eigen-decompositions up to this size run on one thread (see _eigh)
-SOURCES = ("train", "batch")
-
-
-@dataclass(frozen=True)
-class BankOptions:
-    """How the bank is built (``attention.bank`` in the config)."""
-
-    source: str  # "train": a fixed bank from the training split | "batch": the current mini-batch
-    num_images: int | None  # class-stratified subset size; None = every training image (source=train)
-    components: int | None  # PCA compression to this many components; None = raw intensities (source=train)
-    standardize: bool  # centre and scale every feature (bank row) over the pixels
-    chunk_size: int  # images converted at a time while building (source=train)
-    seed: int  # seeds the stratified subset (source=train)
-    batch_size: int | None = None  # source=batch: the fixed number of images per batch (older configs lack it)
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise AttentionError(
-                f"$bank.source={OptionMessage.quoted(self.source)} is not supported; allowed: {list(SOURCES)}"
-            )
-        if self.source == "batch":
-            size = self.batch_size
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise AttentionError(
-                    f"$bank.batch_size={OptionMessage.quoted(size)} must be a positive integer with "
-                    "$bank.source=batch (the fixed batch size; set it to $batch_size)"
-                )
-        if self.num_images is not None and self.num_images < 1:
-            raise AttentionError(f"$bank.num_images={self.num_images} must be a positive integer or null (all)")
-        if self.components is not None and self.components < 1:
-            raise AttentionError(f"$bank.components={self.components} must be a positive integer or null (raw bank)")
-        if self.chunk_size < 1:
-            raise AttentionError(f"$bank.chunk_size={self.chunk_size} must be a positive integer")
 
 
 def selected_image_count(num_train: int, num_images: int | None) -> int:
@@ -206,8 +171,8 @@ def _compressed_bank(images: Tensor, indices: Tensor, options: BankOptions) -> T
     limit = min(rows_total, pixels)
     if options.components > limit:
         raise AttentionError(
-            f"$bank.components={options.components} exceeds min(images x channels, H x W) = {limit}; "
-            f"use at most {limit}"
+            f"$bank.components={options.components}: at most min(images x channels, H x W) = {limit} "
+            f"with these images (use at most {limit})"
         )
     chunks = _chunks(indices, images.shape[0], options.chunk_size)
     if pixels <= rows_total:

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention
 from gsa_exp.errors import OptionMessage
-
-PLACEMENTS = ("input", "stages")
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.attention import CbamOptions
 
 
 class SpatialGate(nn.Module):
@@ -74,16 +74,13 @@ class LocalMapAttention(LearnedMapAttention):
         **options: Any,
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
-        if placement not in PLACEMENTS:
-            raise AttentionError(f"$placement={OptionMessage.quoted(placement)} is not one of {list(PLACEMENTS)}")
+        check_options(
+            CbamOptions, dict(placement=placement, kernel_size=kernel_size, reduction=reduction), AttentionError
+        )
         if placement != self.placement:  # built by its class name rather than through attention=local
             raise AttentionError(
                 f"$placement={OptionMessage.quoted(placement)}: {type(self).__name__} is placement={self.placement}"
             )
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise AttentionError(f"$kernel_size={kernel_size} must be a positive odd integer")
-        if reduction < 1:
-            raise AttentionError(f"$reduction={reduction} must be a positive integer")
         self.kernel_size, self.reduction, self.init_bias = kernel_size, reduction, float(init_bias)
         self.in_channels, self.image_size = in_channels, image_size
         self._recorded: list[Tensor] = []  # eval mode: the spatial maps of the last forward

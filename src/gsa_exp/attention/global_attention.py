@@ -17,15 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsa_exp.attention.bank import BankOptions, bank_depth, build_bank
+from gsa_exp.attention.bank import bank_depth, build_bank
 from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.contrast import class_separability, fit_linear_readout, standardized
 from gsa_exp.attention.global_batch import GlobalBatchAttention
-from gsa_exp.attention.learned_map import LearnedMapAttention, RegularizationOptions, apply_gate
-from gsa_exp.attention.pixel_classifier import BankConv2d, PixelClassifierOptions, build_pixel_classifier
+from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
+from gsa_exp.attention.pixel_classifier import BankConv2d, build_pixel_classifier
 from gsa_exp.attention.registry import register_attention
+from gsa_exp.option_schema import checked
+from gsa_exp.options.attention import BankOptions, ClassifierOptions, RegularizationOptions
 
-__all__ = ["BankConv2d", "GlobalSpatialAttention", "PixelClassifierOptions", "RegularizationOptions"]
+__all__ = ["BankConv2d", "ClassifierOptions", "GlobalSpatialAttention", "RegularizationOptions"]
 
 
 @register_attention("global", order=10)
@@ -55,8 +57,8 @@ class GlobalSpatialAttention(LearnedMapAttention):
         **options: Any,
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
-        self.bank_options = BankOptions(**bank)
-        self.classifier_options = PixelClassifierOptions(**classifier)
+        self.bank_options = checked(BankOptions, bank, AttentionError, "bank.")
+        self.classifier_options = checked(ClassifierOptions, classifier, AttentionError, "classifier.")
         self.image_size = image_size
         depth = bank_depth(num_train, in_channels, self.bank_options)
         self.register_buffer("bank", torch.zeros(depth, image_size, image_size))

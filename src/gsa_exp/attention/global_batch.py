@@ -16,36 +16,21 @@ builds it too (``GlobalSpatialAttention.__new__`` calls ``from_global_options``)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gsa_exp.attention.bank import BankOptions, batch_bank
+from gsa_exp.attention.bank import batch_bank
 from gsa_exp.attention.base import AttentionError
 from gsa_exp.attention.learned_map import LearnedMapAttention, apply_gate
-from gsa_exp.attention.pixel_classifier import PixelClassifierOptions, build_pixel_classifier
+from gsa_exp.attention.pixel_classifier import build_pixel_classifier
 from gsa_exp.attention.registry import register_attention
-from gsa_exp.errors import OptionMessage
+from gsa_exp.option_schema import checked
+from gsa_exp.options.attention import BankOptions, BatchBankOptions, BatchClassifierOptions, ClassifierOptions
 
 # The per-batch map has no training split to start from: it starts uniform at init_bias.
-_UNIFORM_START = dict(init="constant", init_scale=0.0, init_smoothing=1)
-
-
-@dataclass(frozen=True)
-class BatchBankOptions:
-    """The bank of each batch (``attention.bank`` in the config)."""
-
-    batch_size: int  # the fixed number of images per batch
-    standardize: bool  # centre and scale every feature (bank row) over the pixels
-
-    def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise AttentionError(
-                f"$bank.batch_size={OptionMessage.quoted(self.batch_size)} must be a positive integer "
-                "(the fixed batch size; set it to $batch_size)"
-            )
+_DATA_DERIVED_START = ("init", "init_scale", "init_smoothing")
 
 
 @register_attention("global_batch", order=11)
@@ -64,13 +49,13 @@ class GlobalBatchAttention(LearnedMapAttention):
         **options: Any,
     ) -> None:
         super().__init__(**options)  # temperature, mode, regularization, freeze_after_epochs, lr_multiplier
-        if fixed := sorted(set(classifier) & set(_UNIFORM_START)):
+        if fixed := sorted(set(classifier) & set(_DATA_DERIVED_START)):
             raise AttentionError(
                 f"$classifier.{fixed[0]}: per-batch global attention reads no training split to start "
                 f"from (its map starts uniform at init_bias); remove $classifier.{', '.join(fixed)}"
             )
-        self.bank_options = BatchBankOptions(**bank)
-        self.classifier_options = PixelClassifierOptions(**classifier, **_UNIFORM_START)
+        self.bank_options = checked(BatchBankOptions, bank, AttentionError, "bank.")
+        self.classifier_options = checked(BatchClassifierOptions, classifier, AttentionError, "classifier.")
         self.image_size = image_size
         depth = self.bank_options.batch_size * in_channels
         self.classifier = build_pixel_classifier(depth, self.classifier_options, init_bias)
@@ -84,11 +69,11 @@ class GlobalBatchAttention(LearnedMapAttention):
         The keys this form does not read (the fixed bank's ``num_images``, ``components``,
         ``chunk_size``, ``seed``; the data-derived start) are dropped after the check.
         """
-        checked = BankOptions(**bank)
-        PixelClassifierOptions(**classifier)
+        fixed_bank = checked(BankOptions, bank, AttentionError, "bank.")
+        checked(ClassifierOptions, classifier, AttentionError, "classifier.")
         return cls(
-            bank=dict(batch_size=checked.batch_size, standardize=checked.standardize),
-            classifier={key: value for key, value in classifier.items() if key not in _UNIFORM_START},
+            bank=dict(batch_size=fixed_bank.batch_size, standardize=fixed_bank.standardize),
+            classifier={key: value for key, value in classifier.items() if key not in _DATA_DERIVED_START},
             **arguments,
         )
 

@@ -8,28 +8,12 @@ training (every attention parameter frozen from epoch E on).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from gsa_exp.attention.base import AttentionError, SpatialAttention
-from gsa_exp.errors import OptionMessage
-
-MODES = ("multiply", "residual")
-
-
-@dataclass(frozen=True)
-class RegularizationOptions:
-    """Optional terms that make the important/unimportant boundary crisp (``attention.regularization``)."""
-
-    sparsity: float  # weight of mean(A): prefers attending to few pixels
-    binarization: float  # weight of mean(A * (1 - A)): prefers values near 0 or 1
-
-    def __post_init__(self) -> None:
-        for key in ("sparsity", "binarization"):
-            if getattr(self, key) < 0:
-                raise AttentionError(f"$regularization.{key}={getattr(self, key)} must be >= 0")
+from gsa_exp.option_schema import checked
+from gsa_exp.options.attention import GateOptions
 
 
 def apply_gate(features: Tensor, gate: Tensor, mode: str) -> Tensor:
@@ -61,19 +45,22 @@ class LearnedMapAttention(SpatialAttention):
         lr_multiplier: float,
     ) -> None:
         super().__init__()
-        if lr_multiplier <= 0:
-            raise AttentionError(f"$lr_multiplier={lr_multiplier} must be positive")
-        if mode not in MODES:
-            raise AttentionError(f"$mode={OptionMessage.quoted(mode)} is not one of {list(MODES)}")
-        if temperature <= 0:
-            raise AttentionError(f"$temperature={temperature} must be positive")
-        if freeze_after_epochs is not None and freeze_after_epochs < 0:
-            raise AttentionError(f"$freeze_after_epochs={freeze_after_epochs} must be >= 0 or null")
-        self.lr_multiplier = float(lr_multiplier)
-        self.temperature = float(temperature)
-        self.mode = mode
-        self.regularization = RegularizationOptions(**regularization)
-        self.freeze_after_epochs = freeze_after_epochs
+        gate = checked(
+            GateOptions,
+            dict(
+                temperature=temperature,
+                mode=mode,
+                regularization=regularization,
+                freeze_after_epochs=freeze_after_epochs,
+                lr_multiplier=lr_multiplier,
+            ),
+            AttentionError,
+        )
+        self.lr_multiplier = float(gate.lr_multiplier)
+        self.temperature = float(gate.temperature)
+        self.mode = gate.mode
+        self.regularization = gate.regularization
+        self.freeze_after_epochs = gate.freeze_after_epochs
         self._step_maps: list[Tensor] = []  # the spatial maps of the current training step
 
     def shared_map(self) -> Tensor | None:

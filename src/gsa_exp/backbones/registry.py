@@ -17,6 +17,9 @@ from typing import Any, Literal
 from torch import nn
 
 from gsa_exp.backbones.common import BackboneError, build_checked, check_variant
+from gsa_exp.option_schema import check_options
+from gsa_exp.options import schema_for
+from gsa_exp.options.backbone import BackboneOptions
 from gsa_exp.registry import Registry
 
 
@@ -81,6 +84,8 @@ def create_backbone(
     from gsa_exp.backbones.adapter import assemble  # the adapter imports this module's types
 
     family = backbone_family(name)
+    declared = schema_for("backbone", name) or BackboneOptions  # a family with no options of its own
+    check_options(declared, dict(variant=variant, pretrained=pretrained, stem=stem, **options), BackboneError)
     check_variant(name, variant, family.variants)
     return build_checked(
         partial(assemble, family),

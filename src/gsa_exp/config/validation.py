@@ -27,6 +27,8 @@ from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
 from gsa_exp.option_schema import check_options
+from gsa_exp.options import schema_for
+from gsa_exp.options.data import AugmentOptions
 
 
 class ConfigError(CompactHydraException, ValueError):
@@ -167,6 +169,25 @@ def logged_metrics(cfg: DictConfig) -> set[str]:
     return names
 
 
+# Where each component group's chosen node lives, and the key of the node that names the choice.
+COMPONENT_NODES = {"attention": "attention", "backbone": "backbone", "dataset": "dataset.source"}
+
+
+def check_components(cfg: DictConfig) -> None:
+    """Every component's options by its declared schema (``gsa_exp.options``): no torch, nothing built."""
+    for group, path in COMPONENT_NODES.items():
+        node = _value(cfg, path)
+        schema = schema_for(group, str(_value(node, "name"))) if node is not None else None
+        if schema is not None:
+            check_node(node, path, schema)
+    if _value(cfg, "dataset.augment") is not None:
+        check_node(_value(cfg, "dataset.augment"), "dataset.augment", AugmentOptions)
+    for name, node in (_value(cfg, "callbacks") or {}).items():
+        schema = schema_for("callbacks", str(name))
+        if schema is not None and node is not None:
+            check_node(node, f"callbacks.{name}", schema)
+
+
 def validate_speed_options(cfg: DictConfig) -> None:
     """Two implementations of one optimizer step cannot both be chosen."""
     if _value(cfg, "optimizer.fused") and _value(cfg, "optimizer.foreach"):
@@ -178,6 +199,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     checks across keys, then the components built on the meta device."""
     for group, schema in {**TRAIN_GROUPS, "dataset": LoaderOptions}.items():  # no torch: answered at once
         check_group(cfg, group, schema)
+    check_components(cfg)
     validate_speed_options(cfg)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:

@@ -28,6 +28,8 @@ from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, Re
 from gsa_exp.data.image_files import READ_ERRORS, open_as_8bit
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, SPLITS, LoadedData, Split
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.data import ImageFolderOptions
 
 LAYOUTS = "root/<class>/<image> or root/{train,val,test}/<class>/<image>"
 
@@ -49,15 +51,13 @@ class ImageFolderSource:
         ratios = [float(ratio) for ratio in split_ratios]
         if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
             raise DataError(
-                f"$source.split_ratios={literal(list(split_ratios))} must be three positive fractions "
+                f"$source.split_ratios={literal(list(split_ratios))}: must be three positive fractions "
                 "(train, val, test) that sum to 1"
             )
-        if channels not in (1, 3):
-            raise DataError(f"$source.channels={literal(channels)} must be 1 (grey) or 3 (RGB)")
-        if image_size < 1:
-            raise DataError(f"$source.image_size={image_size} must be a positive integer")
+        options = dict(root=root, split_ratios=split_ratios, seed=seed, channels=channels, image_size=image_size)
+        check_options(ImageFolderOptions, {**options, "extensions": extensions}, DataError, prefix="source.")
         if not extensions:
-            raise DataError("$source.extensions is empty; list the image file suffixes to read, e.g. [.png, .jpg]")
+            raise DataError("$source.extensions=[]: list the image file suffixes to read, e.g. [.png, .jpg]")
         self.root = ResolvedPath.resolve("root", root)
         self.split_ratios = ratios
         self.seed = seed

@@ -22,8 +22,9 @@ from gsa_exp.data.files import DataError, DataFormatError, DataNotFoundError, Re
 from gsa_exp.data.npz_members import NpzCacheError, map_npz_members, npz_keys
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, SPLITS, LoadedData, Split
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.data import MedMNISTOptions
 
-SIZES = (28, 64, 128, 224)
 TASK_TYPES = {
     "multi-class": MULTICLASS,
     "binary-class": MULTICLASS,
@@ -38,14 +39,12 @@ class MedMNISTSource:
     """One MedMNIST 2D data set (``flag``) at one resolution (``size``), from ``root``."""
 
     def __init__(self, *, flag: str, size: int, root: str, download: bool, as_rgb: bool, cache_dir: str | None) -> None:
+        options = dict(flag=flag, size=size, root=root, download=download, as_rgb=as_rgb, cache_dir=cache_dir)
+        check_options(MedMNISTOptions, options, DataError, prefix="source.")
         if flag not in FLAGS_2D:
             raise DataError(
-                f"$source.flag={literal(repr(flag))} is not a MedMNIST 2D data set; "
-                f"choose one of: {literal(', '.join(FLAGS_2D))}"
-            )
-        if size not in SIZES:
-            raise DataError(
-                f"$source.size={literal(size)} is not a MedMNIST size; choose one of: {', '.join(map(str, SIZES))}"
+                f"$source.flag={literal(repr(flag))}: not a MedMNIST 2D data set; "
+                f"allowed: {literal(', '.join(FLAGS_2D))}"
             )
         self.flag = flag
         self.size = size

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gsa_exp.data.files import DataError
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.data import AugmentOptions
 
 
 def resize_uint8(images: Tensor, size: int, chunk_size: int = 1024) -> Tensor:
@@ -50,12 +52,12 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if any(s <= 0 for s in self.std):
-            raise DataError(f"$normalize.std={list(self.std)} must be positive")
+            raise DataError(f"$normalize.std={list(self.std)}: must be positive numbers")
 
     def per_channel(self, channels: int) -> tuple[list[float], list[float]]:
         def expand(values: Sequence[float], key: str) -> list[float]:
             if len(values) not in (1, channels):
-                raise DataError(f"$normalize.{key} has {len(values)} values; give 1 or {channels}")
+                raise DataError(f"$normalize.{key}={list(values)}: must have 1 or {channels} values (one per channel)")
             return [float(v) for v in values] * (channels // len(values))
 
         return expand(self.mean, "mean"), expand(self.std, "std")
@@ -69,8 +71,7 @@ class Augmentation:
     max_shift: int  # random translation of up to this many pixels (edges replicated)
 
     def __post_init__(self) -> None:
-        if self.max_shift < 0:
-            raise DataError(f"$augment.max_shift={self.max_shift} must be >= 0")
+        check_options(AugmentOptions, vars(self), DataError, prefix="augment.")
 
     @property
     def active(self) -> bool:

@@ -17,9 +17,11 @@ import math
 import torch
 from torch import Tensor
 
-from gsa_exp.data.files import DataError, literal
+from gsa_exp.data.files import DataError
 from gsa_exp.data.registry import register_source
 from gsa_exp.data.splits import MULTICLASS, LoadedData, Split
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.data import SyntheticOptions
 
 _REGION_CENTRE = (0.64, 0.62)  # (row, col) as fractions of the image size, inside the organ
 _ORGAN = ((0.5, 0.5), (0.40, 0.36))  # centre and radii of the organ ellipse
@@ -48,16 +50,8 @@ class SyntheticLesions:
         jitter: float,
         seed: int,
     ) -> None:
-        if image_size < 16:
-            raise DataError(f"$source.image_size={literal(image_size)} must be at least 16")
-        if channels not in (1, 3):
-            raise DataError(f"$source.channels={literal(channels)} must be 1 or 3")
-        if min(num_train, num_val, num_test) < 2:
-            raise DataError("$source.num_train/num_val/num_test must each be at least 2")
-        if max_blobs < 1:
-            raise DataError(f"$source.max_blobs={literal(max_blobs)} must be at least 1")
-        if not 0 < region_radius < 0.3:
-            raise DataError(f"$source.region_radius={literal(region_radius)} must be in (0, 0.3)")
+        options = {name: value for name, value in locals().items() if name in SyntheticOptions.__dataclass_fields__}
+        check_options(SyntheticOptions, options, DataError, prefix="source.")
         self.image_size = image_size
         self.channels = channels
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}

@@ -12,7 +12,10 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 from gsa_exp.attention import shared_map_of
+from gsa_exp.errors import OptionError
 from gsa_exp.model.metrics import map_auroc
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.callbacks import AttentionMapOptions, ProgressBarOptions
 from gsa_exp.training.interpret import MapMean, map_title, write_attention_outputs
 
 DEFAULT_SAMPLES_PER_CLASS = 4
@@ -57,8 +60,8 @@ PROGRESS_BARS = {"tqdm": LossProgressBar, "rich": RichLossProgressBar}
 
 def progress_bar(*, enabled: bool, refresh_rate: int, style: str) -> pl.Callback | None:
     """The progress bar (``style``: tqdm | rich), redrawn every ``refresh_rate`` steps; None when the trainer shows none."""
-    if style not in PROGRESS_BARS:
-        raise ValueError(f"callbacks.progress_bar.style={style!r} is not one of {list(PROGRESS_BARS)}")
+    options = dict(enabled=enabled, refresh_rate=refresh_rate, style=style)
+    check_options(ProgressBarOptions, options, OptionError, prefix="callbacks.progress_bar.")
     return PROGRESS_BARS[style](refresh_rate=refresh_rate) if enabled else None
 
 
@@ -79,8 +82,8 @@ class AttentionMapMonitor(pl.Callback):
 
     def __init__(self, *, output_dir: str, log_images: bool, samples_per_class: int) -> None:
         super().__init__()
-        if samples_per_class < 1:
-            raise ValueError(f"callbacks.attention_map.samples_per_class={samples_per_class} must be >= 1")
+        options = dict(log_images=log_images, samples_per_class=samples_per_class)
+        check_options(AttentionMapOptions, options, OptionError, prefix="callbacks.attention_map.")
         self.output_dir = Path(output_dir)
         self.log_images = log_images
         self.samples_per_class = samples_per_class

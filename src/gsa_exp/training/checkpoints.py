@@ -18,6 +18,9 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from gsa_exp import durable
+from gsa_exp.errors import OptionError
+from gsa_exp.option_schema import check_options
+from gsa_exp.options.callbacks import CheckpointOptions
 
 LAST_NAME = "last.ckpt"
 
@@ -48,14 +51,9 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, *, save_last: bool = True, last_every_n_train_steps: int | None = None, **options: Any) -> None:
-        if not isinstance(save_last, bool):
-            raise ValueError(f"save_last={save_last!r}: must be true or false")
-        if last_every_n_train_steps is not None and (
-            isinstance(last_every_n_train_steps, bool)
-            or not isinstance(last_every_n_train_steps, int)
-            or last_every_n_train_steps < 1
-        ):
-            raise ValueError(f"last_every_n_train_steps={last_every_n_train_steps!r}: must be an integer >= 1 or null")
+        declared = dict(save_last=save_last, last_every_n_train_steps=last_every_n_train_steps)
+        declared["save_weights_only"] = options.get("save_weights_only", False)
+        check_options(CheckpointOptions, declared, OptionError, prefix="callbacks.model_checkpoint.")
         super().__init__(save_last=False, **options)
         self.keep_last = save_last
         self.last_every_n_train_steps = last_every_n_train_steps

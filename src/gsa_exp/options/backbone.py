@@ -1,0 +1,52 @@
+"""The options of the backbone families (``conf/backbone/<name>.yaml``, less ``_target_`` and ``name``).
+
+``variant`` is checked by the family itself (its list of torchvision models lives with the
+code that builds them); every other option is declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from gsa_exp.option_schema import InRange, OneOf, Options
+from gsa_exp.options import declares
+
+STEMS = ("auto", "small", "imagenet")
+HEADS = ("auto", "compact", "classic")
+DROPOUT = InRange(0, 1, "[)")
+
+
+@declares("backbone", "resnet", "densenet")
+@dataclass(frozen=True)
+class BackboneOptions(Options):
+    variant: str  # a torchvision model of the family (resnet18, densenet121, ...)
+    pretrained: bool  # ImageNet weights (cached, or downloaded once)
+    stem: Annotated[str, OneOf(STEMS)]  # auto: small (3x3 stride 1, no max-pool) up to 64 px, else imagenet
+
+
+@declares("backbone", "googlenet")
+@dataclass(frozen=True)
+class GoogLeNetOptions(BackboneOptions):
+    aux_logits: bool  # the two auxiliary heads, weighted by loss.aux_weight in training
+    dropout: Annotated[float, DROPOUT]
+
+
+@declares("backbone", "vgg")
+@dataclass(frozen=True)
+class VGGOptions(BackboneOptions):
+    head: Annotated[str, OneOf(HEADS)]  # auto: compact (global pool + linear) up to 64 px, else classic
+    dropout: Annotated[float, DROPOUT]
+
+
+@declares("backbone", "efficientnet")
+@dataclass(frozen=True)
+class EfficientNetOptions(BackboneOptions):
+    dropout: Annotated[float, DROPOUT]
+    stochastic_depth_prob: Annotated[float, DROPOUT]
+
+
+@declares("backbone", "convnext")
+@dataclass(frozen=True)
+class ConvNeXtOptions(BackboneOptions):
+    stochastic_depth_prob: Annotated[float, DROPOUT]

@@ -1,0 +1,38 @@
+"""The options of the project's own callbacks (``conf/callbacks/``), checked before data are read.
+
+Keys of Lightning's callbacks that the project passes through unchanged (ModelCheckpoint's
+``monitor``, ``save_top_k``, ...) are Lightning's to check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from gsa_exp.option_schema import AtLeast, NullMeans, OneOf, Options
+from gsa_exp.options import declares
+
+PROGRESS_BAR_STYLES = ("tqdm", "rich")
+
+
+@declares("callbacks", "progress_bar")
+@dataclass(frozen=True)
+class ProgressBarOptions(Options):
+    enabled: bool
+    refresh_rate: Annotated[int, AtLeast(1)]
+    style: Annotated[str, OneOf(PROGRESS_BAR_STYLES)]
+
+
+@declares("callbacks", "attention_map")
+@dataclass(frozen=True)
+class AttentionMapOptions(Options):
+    log_images: bool
+    samples_per_class: Annotated[int, AtLeast(1)]  # test images per class whose maps are saved and overlaid
+
+
+@declares("callbacks", "model_checkpoint")
+@dataclass(frozen=True)
+class CheckpointOptions(Options):
+    save_last: bool  # last.ckpt after every training epoch
+    last_every_n_train_steps: Annotated[int | None, AtLeast(1), NullMeans("epochs only")]
+    save_weights_only: bool
