@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import median
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from gsa_exp.benchmark.bank_probe import bank_options, synthetic_images
 from gsa_exp.benchmark.epoch import FRAMEWORK_SETTINGS, epoch_variants
 from gsa_exp.benchmark.grid import GRID_ESTIMATE, GridSettings, concurrency_figures, grid_figures, paper_grid_backbones
 from gsa_exp.benchmark.models import compose_train_config, fixed_batch, prepared_model, step_functions
-from gsa_exp.benchmark.timing import interleaved_times, median, paired_ratio, synchronizer
+from gsa_exp.benchmark.timing import interleaved_times, paired_ratio, synchronizer
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.training.builders import build_datamodule
 

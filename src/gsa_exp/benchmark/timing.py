@@ -1,6 +1,5 @@
-"""Interleaved timing: the variants of a comparison alternate in one process, so a noisy
-machine slows them alike and the ratio of their times stays meaningful (``timeit`` and
-``torch.utils.benchmark.Timer`` time one variant's calls all together, then the next's)."""
+"""Interleaved timing: the variants of a comparison alternate in one process (``timeit`` and ``torch.utils.benchmark``
+time one after the other), so a noisy machine slows them alike and the ratio of their times stays meaningful."""
 
 from __future__ import annotations
 
@@ -52,7 +51,3 @@ def interleaved_times(
 def paired_ratio(samples: Mapping[str, list[float]], numerator: str, denominator: str) -> float:
     """Median over rounds of numerator time / denominator time, each pair taken in the same round."""
     return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator], strict=True))
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

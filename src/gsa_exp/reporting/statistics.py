@@ -249,9 +249,8 @@ def paired_bootstrap(
     Every pair sees the same resamples (images drawn with replacement, seeded), so the mean
     Δ over the pairs has its own interval: the models are held fixed and only the test set
     varies. A resample where the metric is undefined (AUROC without positives) is dropped
-    and ``valid`` says how many were kept. Not ``scipy.stats.bootstrap``: it has no p-value,
-    and it sorts every resample anew (1000 images, 2000 resamples, one AUROC pair: 0.2-0.3 s
-    here, 6.2 s with sklearn's roc_auc_score as its statistic).
+    and ``valid`` says how many were kept. Not ``scipy.stats.bootstrap``: it has no p-value and sorts
+    each resample anew (1000 images, 2000 resamples, one AUROC pair: 0.2-0.3 s here, 6.2 s with roc_auc_score).
     """
     if len(scores_a) != len(scores_b) or not scores_a:
         raise ValueError("need the same number (at least one) of score arrays for both sides")
@@ -299,11 +298,10 @@ class DeLong:
 def delong_covariance(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AUROCs of k score sets on the same images and their DeLong covariance matrix (k x k).
 
-    Own code: scipy, scikit-learn and torchmetrics have no DeLong test. Fast DeLong: X. Sun and
-    W. Xu, "Fast Implementation of DeLong's Algorithm for Comparing the Areas Under Correlated
-    Receiver Operating Characteristic Curves", IEEE Signal Processing Letters 21(11), 1389-1393,
-    2014. The structural components come from mid-ranks (ties count 1/2) in O(n log n) instead
-    of DeLong et al.'s O(m n) comparisons.
+    Own code: scipy, scikit-learn and torchmetrics have no DeLong test. Fast DeLong: X. Sun and W. Xu,
+    "Fast Implementation of DeLong's Algorithm for Comparing the Areas Under Correlated Receiver Operating
+    Characteristic Curves", IEEE Signal Processing Letters 21(11), 1389-1393, 2014. The structural components
+    come from mid-ranks (ties count 1/2) in O(n log n) instead of DeLong et al.'s O(m n) comparisons.
     """
     scores = np.atleast_2d(np.asarray(scores, dtype=float))
     positive = np.asarray(positive, dtype=bool)
