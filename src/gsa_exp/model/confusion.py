@@ -40,9 +40,7 @@ def confusion_metric(task: str, num_classes: int) -> Metric:
 def per_class_recall(counts: Tensor, task: str) -> Tensor:
     """Recall of every class (multi-label: every label), NaN for one without a single true example.
 
-    NaN rather than 0: a split without images of a class says nothing about the class. Not
-    torchmetrics' ``Recall(average=None)``: it gives 0 or 1 there (its ``zero_division`` refuses
-    NaN) and would count again, every batch, what the confusion matrix already holds.
+    NaN, not 0: a split without the class says nothing about it (torchmetrics' ``Recall(average=None)`` gives 0 or 1).
     """
     counts = counts.double()
     if task == MULTICLASS:

@@ -41,8 +41,7 @@ class Cell:
     def n_jobs(self) -> int:
         return self.n + self.n_failed + self.n_unfinished
 
-    # statistics, not pandas: pandas' mean/std differ in the last bits (5 of the 82 mean/std values in the
-    # results.csv of tests/fabricated_sweeps.py, by up to 2.2e-16), which would rewrite every sweep's results.csv.
+    # Not pandas: 5 of the 82 mean/std of tests/fabricated_sweeps.py would change (by ≤ 2.2e-16) in results.csv.
     @property
     def mean(self) -> float | None:
         return statistics.fmean(self.values) if self.values else None
