@@ -47,18 +47,6 @@ class ValidateBeforeRun(Callback):
             raise SystemExit(2) from error
 
 
-def job_error(job_return: JobReturn) -> Exception:
-    """A failed job's exception and traceback as Hydra stored them, from the public ``return_value``."""
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # its "Error executing job" line: Hydra writes it once
-            return job_return.return_value  # re-raises the job's exception
-    except Exception as error:  # cut the frames the re-raise put in front of the job's own
-        frames, added = error.__traceback__, {job_error.__code__, JobReturn.return_value.fget.__code__}
-        while frames is not None and frames.tb_frame.f_code in added:
-            frames = frames.tb_next
-        return error.with_traceback(frames)
-
-
 class JobStatusRecorder(Callback):
     """Writes ``status.json`` (and ``error.txt`` with the traceback on failure) into each job's
     directory, and one line per job into ``sweep_status.jsonl`` in the sweep directory."""
@@ -75,13 +63,15 @@ class JobStatusRecorder(Callback):
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if failed:
-            error = job_error(job_return)
+            try:  # the public return_value re-raises the job's exception
+                with contextlib.redirect_stderr(io.StringIO()):  # and says "Error executing job", as Hydra does itself
+                    _ = job_return.return_value
+            except Exception as raised:  # drop the 2 frames the re-raise put in front (this one, return_value's)
+                error = raised.with_traceback(raised.__traceback__.tb_next.tb_next)
             record["error"] = f"{type(error).__name__}: {error}".splitlines()[0]
-            run_dir.mkdir(parents=True, exist_ok=True)
-            durable.write_text(run_dir / ERROR_FILE, "".join(traceback.format_exception(error)))
+            durable.write_text(run_dir / ERROR_FILE, "".join(traceback.format_exception(error)))  # creates run_dir
         elif isinstance(job_return.return_value, float):
             record["objective"] = job_return.return_value
-        run_dir.mkdir(parents=True, exist_ok=True)
         durable.write_json(run_dir / STATUS_FILE, record)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             durable.append_line(Path(hydra_cfg.sweep.dir) / SWEEP_STATUS_FILE, json.dumps(record))

@@ -98,7 +98,6 @@ def save_attention_map(attention_map: Tensor, directory: Path, title: str) -> li
     import matplotlib.pyplot as plt
 
     values = attention_map.detach().float().cpu().numpy().astype(np.float32)
-    directory.mkdir(parents=True, exist_ok=True)
     npy, png = directory / MAP_NPY, directory / MAP_PNG
     with durable_open(npy, "wb") as stream:
         np.save(stream, values)
@@ -154,9 +153,8 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 def log_hparams_with_metrics(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
     """Write TensorBoard's HPARAMS session for this run, listing the final metrics by their logged tags.
 
-    The metric values are the scalars already logged under those tags, so nothing is
-    logged twice and no placeholder metric appears. The session goes to an event file of its
-    own in the logger's directory, which TensorBoard reads with the others.
+    The metric values are the scalars already logged under those tags, so nothing is logged twice and no
+    placeholder metric appears. The session goes to an event file of its own in the logger's directory.
     """
     writer = FileWriter(logger.log_dir)
     for summary in hparams(params, metrics):  # the experiment, session start and session end
