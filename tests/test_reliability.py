@@ -89,7 +89,9 @@ def test_unknown_group_choice_keeps_hydras_message_listing_the_options():
 
 
 def test_a_bank_larger_than_the_training_set_stops_before_training(tiny_config, tmp_path):
-    with pytest.raises(ValueError, match=r"attention.bank.components=200 exceeds min\(images x channels, H x W\) = 80"):
+    with pytest.raises(
+        ValueError, match=r"attention.bank.components=200: at most min\(images x channels, H x W\) = 80 with these"
+    ):
         train(tiny_config("attention.bank.components=200"))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
