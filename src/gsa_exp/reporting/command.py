@@ -4,7 +4,7 @@
 Writes results.md, results.csv, results.png and results.tex into the sweep directory (or
 --out) and prints results.md. results.md ends with the statistics of global vs none: paired
 over seeds, and over test images where the jobs left predictions_test.csv and targets_test.csv.
-See gsa_exp.reporting.summary for what the cells and columns mean.
+See docs/statistics.md for what the cells and columns mean.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """global vs none for one backbone x data set x metric: pair the runs by seed, then test.
 
-Over seeds, the logged metric values (metrics.json) of the runs sharing a seed are paired
-(``statistics.paired_t``). Over test images, each seed pair is re-scored from its per-image
-files and resampled (``statistics.paired_bootstrap``; ``statistics.delong_*`` for the
-AUROC of binary tasks). The cell's over-images line resamples the images once for all its
-seed pairs and tests the mean Δ over seeds: the trained models are held fixed, so it speaks
-about the test set, not about another seed (the over-seeds line does that). Every input that
-is missing or unusable becomes a note: nothing is dropped silently.
+Over seeds and over test images, and why both: docs/statistics.md. Every input that is
+missing or unusable becomes a note: nothing is dropped silently.
 """
 
 from __future__ import annotations

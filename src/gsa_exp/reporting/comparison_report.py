@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from gsa_exp.reporting import statistics as st
 from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options
@@ -58,10 +57,6 @@ def verdict(p: float | None, alpha: float) -> str:
     if p is None or not math.isfinite(p):
         return "not tested"
     return f"significant at {alpha:g}" if p < alpha else f"not significant at {alpha:g}"
-
-
-def _seeds_text(seeds: Sequence[Any]) -> str:
-    return ", ".join(str(seed) for seed in seeds)
 
 
 def _per_seed(comparison: Comparison) -> str:
@@ -169,7 +164,7 @@ def markdown_section(comparisons: Sequence[Comparison], options: Options, reques
     return lines
 
 
-def _number(value: float | int | None) -> str:
+def csv_number(value: float | int | None) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else repr(value)
 
 
@@ -177,10 +172,10 @@ def _estimate_fields(estimate: st.Estimate | None) -> dict[str, str]:
     if estimate is None:
         return {}
     return {
-        "image_delta": _number(estimate.delta),
-        "image_ci_low": _number(estimate.ci_low),
-        "image_ci_high": _number(estimate.ci_high),
-        "image_p": _number(estimate.p),
+        "image_delta": csv_number(estimate.delta),
+        "image_ci_low": csv_number(estimate.ci_low),
+        "image_ci_high": csv_number(estimate.ci_high),
+        "image_p": csv_number(estimate.p),
     }
 
 
@@ -189,10 +184,10 @@ def csv_fields(comparison: Comparison) -> dict[str, str]:
     seeds = comparison.over_seeds
     fields = {
         "n_pairs": str(seeds.n),
-        "paired_delta": _number(seeds.mean),
-        "paired_ci_low": _number(seeds.ci_low),
-        "paired_ci_high": _number(seeds.ci_high),
-        "paired_p": _number(seeds.p),
+        "paired_delta": csv_number(seeds.mean),
+        "paired_ci_low": csv_number(seeds.ci_low),
+        "paired_ci_high": csv_number(seeds.ci_high),
+        "paired_p": csv_number(seeds.p),
         "stat_note": "; ".join(([seeds.note] if seeds.note else []) + comparison.notes),
     }
     if comparison.images is not None:
@@ -203,7 +198,7 @@ def csv_fields(comparison: Comparison) -> dict[str, str]:
             resamples=str(comparison.resamples),
         )
     if comparison.delong is not None:
-        fields["delong_p"] = _number(comparison.delong.p)
+        fields["delong_p"] = csv_number(comparison.delong.p)
     return fields
 
 
@@ -215,7 +210,7 @@ def seed_csv_fields(comparison: Comparison) -> list[dict[str, str]]:
             continue
         fields = {
             "seed": str(pair.seed),
-            "mean": _number(pair.logged_delta),
+            "mean": csv_number(pair.logged_delta),
             "n_pairs": "1",
             "image_seeds": str(pair.seed),
             "n_images": str(pair.n_images),
@@ -223,6 +218,6 @@ def seed_csv_fields(comparison: Comparison) -> list[dict[str, str]]:
             **_estimate_fields(pair.images),
         }
         if pair.delong is not None:
-            fields["delong_p"] = _number(pair.delong.p)
+            fields["delong_p"] = csv_number(pair.delong.p)
         rows.append(fields)
     return rows

@@ -1,9 +1,7 @@
 """Reading a sweep directory into job records: each job's cell, metrics, and why it did not finish.
 
-A job directory is a sub-directory holding ``.hydra/``; its state is finished, failed, killed
-or unfinished (the rules are in ``gsa_exp.reporting.summary``; finished is
-``gsa_exp.run_state.completion``, the definition ``skip_completed`` uses too). No job is
-dropped: a job whose config cannot be read is kept, failed, without a cell.
+A job's state is finished, failed, killed or unfinished (the rules: docs/statistics.md); no
+job is dropped.
 """
 
 from __future__ import annotations
@@ -104,10 +102,6 @@ def _select(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 def _as_floats(raw: dict[str, Any]) -> dict[str, float]:
     metrics = {}
     for key, value in raw.items():
@@ -123,7 +117,7 @@ def _failure_reason(path: Path, sweep_status: dict[str, dict]) -> tuple[str, str
     error = error_line((path / ERROR_FILE).read_text(errors="replace")) if (path / ERROR_FILE).is_file() else None
     if (path / STATUS_FILE).is_file():
         try:
-            status = _read_json(path / STATUS_FILE)
+            status = json.loads((path / STATUS_FILE).read_text())
             status = status if isinstance(status, dict) else {"status": str(status)}
         except (OSError, ValueError) as exc:
             status = {"status": "unreadable", "error": f"status.json unreadable: {exc}"}

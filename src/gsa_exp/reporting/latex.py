@@ -1,11 +1,4 @@
-"""results.tex: the sweep's main table as a booktabs LaTeX table, ready to ``\\input`` into a paper.
-
-Rows are the backbones; columns are data set x attention, one block of rows per requested
-metric (test accuracy, then test AUROC); cells are ``mean ± std`` over seeds (the mean
-alone with one seed, ``--`` without). The best mean per data set and metric (rounded to the
-3 decimals shown; ties all bold; lowest for losses) is bold. With references, a row per
-metric block gives the published MedMNIST v2 ResNet-18 (28) value under its data set.
-"""
+"""results.tex: the sweep's main table as a booktabs LaTeX table (what it shows: docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -35,10 +28,6 @@ def escape(text: str) -> str:
     return "".join(_SPECIAL.get(char, char) for char in str(text))
 
 
-def _lower_is_better(metric: str) -> bool:
-    return "loss" in metric
-
-
 def _best(table: Table, dataset: str, rows: Sequence[Any], attentions: Sequence[str]) -> float | None:
     means = [
         round(cell.mean, 3)
@@ -48,7 +37,7 @@ def _best(table: Table, dataset: str, rows: Sequence[Any], attentions: Sequence[
     ]
     if not means:
         return None
-    return min(means) if _lower_is_better(table.metric) else max(means)
+    return min(means) if "loss" in table.metric else max(means)  # lower is better for losses
 
 
 def _cell(table: Table, dataset: str, row: Any, attention: str, best: float | None) -> str:

@@ -1,9 +1,7 @@
 """A run's per-image outputs (``predictions_<split>.csv``, ``targets_<split>.csv``) as arrays.
 
-The files let two runs be compared image by image after the fact, without the data set:
-``predictions``: ``index,score_0,...,score_K-1`` without a header (softmax probabilities per
-class, or sigmoids per label); ``targets``: ``index,label`` or ``index,l_0,...,l_L-1`` (0/1
-per label for multi-label data). Both list the images in the same order.
+The files let two runs be compared image by image after the fact, without the data set
+(their layout: docs/statistics.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Published numbers to read a sweep against: MedMNIST v2's ResNet-18 (28) test ACC and AUC.
 
-One run each, as published (no seeds, no spread), keyed by ``dataset.name``. They frame
-the scale of the sweep's numbers; they are not a paired comparison (other code, budget
-and model selection).
+For scale only, not a paired comparison (docs/statistics.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Rendering a ``Summary`` as results.md (job counts, tables, statistics, failed jobs) and results.csv (tidy rows).
-
-What the cells and the CSV columns mean is described in ``gsa_exp.reporting.summary``.
-"""
+"""Rendering a ``Summary`` as results.md and results.csv (columns: docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -34,10 +31,6 @@ CSV_COLUMNS = (
 )
 
 
-def _format_delta(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.3f}"
-
-
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -61,7 +54,7 @@ def _markdown_table(summary: Summary, table: Table) -> list[str]:
         texts = [_escape(summary.row_labels[row])]
         for kind, dataset, attention in layout:
             if kind == "delta":
-                texts.append(_format_delta(table.delta(dataset, row)))
+                texts.append(comparison_report.format_delta(table.delta(dataset, row)))
             elif kind == "reference":
                 texts.append(f"{refs.reference(dataset, table.metric):.3f}")
             else:
@@ -111,12 +104,8 @@ def render_markdown(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _number(value: float | int | None) -> str:
-    return "" if value is None else repr(value)
-
-
 def csv_rows(summary: Summary) -> list[dict[str, str]]:
-    """The rows of results.csv (see the module docstring for the columns)."""
+    """The rows of results.csv."""
     rows = []
     stats = {(c.question.dataset, c.question.row, c.question.metric): c for c in summary.comparisons}
     for table in summary.tables:
@@ -137,8 +126,8 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
                             {
                                 **base,
                                 "attention": column[1],
-                                "mean": _number(cell.mean),
-                                "std": _number(cell.std),
+                                "mean": comparison_report.csv_number(cell.mean),
+                                "std": comparison_report.csv_number(cell.std),
                                 "n": str(cell.n),
                                 "n_failed": str(cell.n_failed),
                                 "n_unfinished": str(cell.n_unfinished),
@@ -149,12 +138,7 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
                     delta = {
                         **base,
                         "attention": DELTA_ATTENTION,
-                        "mean": _number(table.delta(dataset, row)),
-                        "std": "",
-                        "n": "",
-                        "n_failed": "",
-                        "n_unfinished": "",
-                        "n_jobs": "",
+                        "mean": comparison_report.csv_number(table.delta(dataset, row)),
                     }
                     rows.append(delta)
                     found = stats.get((dataset, row, table.metric))

@@ -1,25 +1,8 @@
 """Is global attention better than none? Paired tests over seeds and over test images.
 
 Pure functions on numpy arrays, so every number can be checked by hand and reused outside
-sweeps. Two sources of variation are measured separately, because they answer different
-questions:
-
-* over seeds (``paired_t``): runs that share a seed form a pair; the t interval and paired
-  t-test say whether the difference would hold for another training seed;
-* over test images (``paired_bootstrap``, ``delong_test``): for fixed trained models, whether
-  the difference would hold on another test set drawn like this one.
-
-Metrics follow MedMNIST's evaluator (and the torchmetrics metrics the runs log):
-
-* binary (one score column, or two softmax columns): accuracy of the arg-max (one column:
-  score > 0.5), AUROC of the last column;
-* multi-class (K > 2 softmax columns): accuracy of the arg-max, AUROC = macro mean of the
-  one-vs-rest AUROCs;
-* multi-label (L 0/1 target columns, L sigmoid columns): accuracy and AUROC per label at
-  threshold 0.5, then the mean over labels.
-
-A class or label without both positives and negatives has no AUROC and is left out of the
-mean (in a full test set this does not happen; in a bootstrap resample it can).
+sweeps. Seeds and test images are measured separately because they answer different
+questions; what each test says and how each metric is defined: docs/statistics.md.
 """
 
 from __future__ import annotations

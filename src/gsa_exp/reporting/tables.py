@@ -1,9 +1,7 @@
 """Building the sweep's tables: one per metric, a cell (mean ± std over seeds) per data set x row x attention.
 
-Rows are (backbone, variant, setting) in the paper's order; columns are data set x attention.
-Cells count, besides the finite values, the jobs that failed or did not finish, so no job is
-pooled away unseen. The global vs none statistics of each row are computed here too (by
-``comparison``), so that every output file renders the same ``Summary``.
+The global vs none statistics of each row are computed here too (by ``comparison``), so
+that every output file renders the same ``Summary``.
 """
 
 from __future__ import annotations
