@@ -1,18 +1,7 @@
 """Grad-CAM of a trained classifier beside the global map: where the backbone's decision comes from.
 
-The global map says which pixels a run lets through; Grad-CAM (captum's ``LayerGradCam``
-on the backbone's last convolutional stage, upsampled to the image) says which of them the
-backbone's decision rests on. Side by side, for the same test images, a plain backbone
-(attention=none) and the backbone behind the map show whether the map moved the
-evidence, and where to.
-
-* Layer: one entry per torchvision family in ``GRADCAM_LAYERS`` (the stage whose output
-  the classifier head pools).
-* Target: each image's own class (multi-label: the label its row shows), so both models
-  explain the same decision.
-* Forward: ``ImageClassifier.infer`` on images in [0, 1]: attention, normalisation and
-  backbone, as in evaluation (the batch-bank variant gets its full batches there).
-
+Side by side, for the same test images, a plain backbone (attention=none) and the backbone
+behind the map show whether the map moved the evidence, and where to (docs/method.md).
 captum is an optional dependency (``pip install -e '.[explain]'``), imported on use.
 """
 
@@ -30,7 +19,7 @@ from torch import Tensor, nn
 
 from gsa_exp.data.splits import MULTICLASS
 from gsa_exp.durable import save_figure
-from gsa_exp.training.interpret import attention_label, run_map, take_sample
+from gsa_exp.training.interpret import attention_label, evaluating, run_map, show_image, take_sample
 
 GRADCAM_PNG = "gradcam_comparison.png"
 EXPLAIN_EXTRA = "pip install -e '.[explain]'"
@@ -83,17 +72,10 @@ def gradcam_maps(model: Any, images: Tensor, targets: Tensor) -> Tensor:
             f"Grad-CAM needs a model that takes any batch; this one takes batches of exactly "
             f"{model.attention.fixed_batch_size} images (attention=global_batch, or attention.bank.source=batch)"
         )
-    training = model.training
-    model.eval()
-    model.reset_eval_context()
-    try:
-        with torch.enable_grad():
-            cam = attributions.LayerGradCam(model.infer, gradcam_layer(model.backbone)).attribute(
-                images.to(model.device), target=targets.to(model.device), relu_attributions=True
-            )
-    finally:
-        model.reset_eval_context()
-        model.train(training)
+    with evaluating(model), torch.enable_grad():
+        cam = attributions.LayerGradCam(model.infer, gradcam_layer(model.backbone)).attribute(
+            images.to(model.device), target=targets.to(model.device), relu_attributions=True
+        )
     upsampled = F.interpolate(cam.detach().float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
     return upsampled[:, 0].cpu()  # bilinear weights are >= 0: the ReLU's zero floor survives the upsampling
 
@@ -152,7 +134,7 @@ def comparison_figure(comparison: Comparison) -> Any:
     for row in range(rows):
         image = comparison.images[row].numpy()
         for column in range(columns - 1):
-            _show_image(axes[row, column], image)
+            show_image(axes[row, column], image)
         for column, (_, cams) in enumerate(comparison.cams, start=1):
             cam = cams[row]
             scaled = cam / cam.max() if cam.max() > 0 else cam
@@ -175,13 +157,6 @@ def comparison_figure(comparison: Comparison) -> Any:
     return figure
 
 
-def _show_image(axis: Any, image: Any) -> None:
-    if image.shape[0] == 3:
-        axis.imshow(image.transpose(1, 2, 0).clip(0, 1), interpolation="nearest")
-    else:
-        axis.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-
-
 def write_gradcam_comparison(
     plain: Any, attended: Any, datamodule: Any, out_dir: Path, per_class: int
 ) -> tuple[Path, tuple[int, int]]:
@@ -190,7 +165,6 @@ def write_gradcam_comparison(
 
     comparison = compare(plain, attended, datamodule, per_class)
     figure = comparison_figure(comparison)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / GRADCAM_PNG
     save_figure(figure, path)
     plt.close(figure)

@@ -1,16 +1,6 @@
 """What a run's attention shows: its map, the maps of a fixed sample of test images, overlays.
 
-* The run's map: the one shared map (global attention with a fixed bank, static), or the
-  mean over the evaluated images of the maps they got (local attention; per-batch global
-  attention, ``global_batch``, where each batch has its own map).
-* The fixed sample: the first ``per_class`` test images of every class (multi-label: of
-  every label), in split order, so every run and every regeneration shows the same images.
-  Their maps are their own for image-specific attention (local), the run's map otherwise.
-* Overlays: one PNG grid, a row per class: the run's map, then each sample image with its
-  map laid over it (one colour scale for the whole grid).
-
-Used after testing by ``AttentionMapMonitor`` and, from a checkpoint alone, by
-``scripts/plot_attention.py``.
+Which map, which images, what the grid shows: docs/method.md.
 """
 
 from __future__ import annotations
@@ -178,11 +168,7 @@ def overlay_figure(sample: Sample, attention_map: Tensor, title: str) -> Any:
         axes[row, 0].set_ylabel(name, fontsize=8)
         for column, position in enumerate(chosen, start=1):
             axis = axes[row, column]
-            image = sample.images[position].numpy()
-            if image.shape[0] == 3:
-                axis.imshow(image.transpose(1, 2, 0).clip(0, 1), interpolation="nearest")
-            else:
-                axis.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            show_image(axis, sample.images[position].numpy())
             axis.imshow(maps[position], cmap="jet", alpha=0.45, vmin=low, vmax=high, interpolation="bilinear")
     axes[0, 0].set_title("map", fontsize=8)
     for axis in axes.flat:
@@ -193,6 +179,14 @@ def overlay_figure(sample: Sample, attention_map: Tensor, title: str) -> Any:
     figure.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
     figure.suptitle(title, fontsize=9)
     return figure
+
+
+def show_image(axis: Any, image: np.ndarray) -> None:
+    """A C x H x W image in [0, 1]: RGB, or grey."""
+    if image.shape[0] == 3:
+        axis.imshow(image.transpose(1, 2, 0).clip(0, 1), interpolation="nearest")
+    else:
+        axis.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
 
 
 def figure_pixels(figure: Any) -> np.ndarray:

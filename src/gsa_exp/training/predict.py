@@ -109,7 +109,6 @@ def predict(cfg: DictConfig) -> Path:
 
 def write_predictions_csv(path: Path, files: list[Path], scores: Tensor, label_names: list[str], task: str) -> Path:
     """path, predicted (the arg-max class; multi-label: every label at >= 0.5, joined by ';'), one column per class."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with durable_open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "predicted", *label_names])
@@ -129,7 +128,6 @@ def write_overlays(directory: Path, files: list[Path], images: Tensor, maps: Ten
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    directory.mkdir(parents=True, exist_ok=True)
     for file, image, attention in zip(files, images, maps):
         figure, axis = plt.subplots(figsize=(3, 3))
         pixels = image.permute(1, 2, 0).numpy()

@@ -1,14 +1,7 @@
 """Every learned map of a sweep in one figure: rows backbones, columns data sets.
 
-Reads each job directory of a Hydra multirun directory (``<sweep>/<job>/.hydra/config.yaml``
-and ``<job>/attention_map.npy``), so no model and no data are needed. Jobs with
-``attention=none`` have no map and are skipped. Several jobs in one cell (seeds, or any
-other override) are shown as the mean of their maps, with their count in the panel's
-title; maps of different shapes in one cell cannot be averaged, and the first job's map
-(lowest seed, then job directory name) is shown instead. When the sweep holds more than
-one attention variant, the columns are ``data set: variant``. A job that should have a
-map and has none (failed, unfinished, unreadable config) is named in its panel and in
-``MapGrid.missing``.
+Reads each job directory's config and ``attention_map.npy``, so no model and no data are
+needed; how cells are filled and what a panel says: docs/method.md.
 """
 
 from __future__ import annotations
@@ -202,7 +195,6 @@ def write_map_grid(sweep_dir: Path, out_dir: Path | None = None) -> tuple[Path |
         return None, grid
     figure = map_grid_figure(grid, f"attention maps of {sweep_dir.name} (rows: backbone, columns: data set)")
     target = out_dir if out_dir is not None else sweep_dir
-    target.mkdir(parents=True, exist_ok=True)
     path = target / GRID_PNG
     save_figure(figure, path)
     plt.close(figure)
