@@ -176,3 +176,22 @@ def test_a_sweep_killed_mid_job_keeps_its_finished_job_and_resumes_the_killed_on
     assert (first / "metrics.json").read_text() == finished
     assert json.loads((second / "metrics.json").read_text()) == expected
     assert temp_files(sweep_dir, tmpdir) == []
+
+
+def test_a_slurm_job_requeued_into_its_directory_resumes_from_its_last_checkpoint(chaos):
+    """As submitit requeues a preempted job: the same command, the same run directory, a SLURM job id."""
+    base, data, tmpdir, expected = chaos
+    run_dir = base / "slurm-requeued"
+    killed = launch(run_dir, data, tmpdir, kill="renamed:last.ckpt:1")  # preempted after its first epoch
+    assert killed.returncode == -signal.SIGKILL
+    requeued = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *RUN, f"dataset.root={data}", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmpdir), "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "gsa-grid"},
+        capture_output=True,
+        text=True,
+    )
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "Resuming from this run directory's" in requeued.stderr + requeued.stdout
+    assert json.loads((run_dir / "metrics.json").read_text()) == expected
+    assert temp_files(run_dir, tmpdir) == []
