@@ -1,15 +1,8 @@
 """Time and peak memory of one bank construction, measured in a fresh interpreter.
 
-Run as ``python -m gsa_exp.benchmark.bank_probe IMAGES SIZE COMPONENTS`` (COMPONENTS 0 =
-raw bank); prints one JSON object. A fresh process per measurement keeps one build's
-freed memory (which the allocator may keep) from hiding the next one's peak.
-
-Peak memory is the process's resident-set high-water mark (Linux ``VmHWM``), reset to the
-current resident size just before the build (``/proc/self/clear_refs``), minus the resident
-size at that moment: everything the build allocated on top of the data set, torch's
-allocations included (``tracemalloc`` sees none of those). Where the mark cannot be reset,
-the fallback is ``getrusage``'s lifetime maximum minus the resident size before the build,
-which can only over-state the peak.
+Run as ``python -m gsa_exp.benchmark.bank_probe IMAGES SIZE COMPONENTS``; a fresh process per
+measurement keeps one build's freed memory from hiding the next one's peak. How the peak is
+measured: docs/performance.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from gsa_exp.benchmark.models import autocast, configured_optimizer, prepared_model, training_loss
+from gsa_exp.benchmark.models import autocast, configured_optimizer, prepared_model
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_trainer
@@ -85,7 +85,7 @@ def bare_epoch(
             targets = labels[index].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with autocast(precision, device):
-                loss = training_loss(model, inputs, targets)
+                loss, _ = model.training_loss(inputs, targets)
             loss.backward()
             optimizer.step()
         if scheduler is not None:

@@ -1,10 +1,6 @@
 """Training throughput at the paper's settings (batch 128, 28 px): the framework against bare loops.
 
-Per backbone: images per second of the framework (``trainer.fit`` as ``train()`` builds it,
-validation every epoch, checkpoints and TensorBoard included; steady-state epochs, after a
-first epoch that pays for compilation), of a bare PyTorch loop over the same model and
-device-resident data, eager, and of that loop compiled. From the framework's rates and
-the paper grid's image counts, the hours the grid takes on this device.
+What is measured and the grid's hours estimate: docs/performance.md (the grid part).
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import fmean
 
 import pytorch_lightning as pl
 import torch
@@ -24,7 +21,7 @@ from torch import Tensor
 
 from gsa_exp.benchmark.epoch import quiet_lightning
 from gsa_exp.benchmark.models import autocast, compose_train_config, configured_optimizer, prepared_model
-from gsa_exp.benchmark.timing import synchronizer
+from gsa_exp.benchmark.timing import interleaved_times, synchronizer
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_trainer, configure_batches
 
 PAPER_GRID_YAML = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "paper_grid.yaml"
@@ -105,7 +102,7 @@ def framework_images_per_second(backbone: str, settings: GridSettings) -> float:
         trainer = build_trainer(cfg, [*build_callbacks(cfg), timer], build_loggers(cfg))
         trainer.fit(model, datamodule=datamodule)
     steps = settings.train_images // settings.batch_size
-    return steps * settings.batch_size / _mean(timer.seconds[1:])
+    return steps * settings.batch_size / fmean(timer.seconds[1:])
 
 
 def bare_images_per_second(backbone: str, settings: GridSettings, compiled: bool) -> float:
@@ -147,17 +144,10 @@ def bare_images_per_second(backbone: str, settings: GridSettings, compiled: bool
             for start in range(0, val_images.shape[0] - 2 * batch + 1, 2 * batch):  # full batches: one shape
                 forward(to_input(val_images[start : start + 2 * batch]))
 
-    sync = synchronizer(device)
-    epoch()  # compilation, autotuning
-    seconds = []
-    for _ in range(settings.epochs):
-        sync()
-        start = time.perf_counter()
-        epoch()
-        sync()
-        seconds.append(time.perf_counter() - start)
+    # one untimed epoch first: compilation, autotuning
+    seconds = interleaved_times({"bare": epoch}, rounds=settings.epochs, warmup=1, sync=synchronizer(device))["bare"]
     steps = images.shape[0] // batch
-    return steps * batch / _mean(seconds)
+    return steps * batch / fmean(seconds)
 
 
 def paper_grid_hours(rates: dict[str, float]) -> float:
@@ -186,10 +176,6 @@ def grid_figures(
         figures[f"ratio_framework_vs_eager_bare_{backbone}"] = framework / eager
     figures["paper_grid_hours_estimate"] = paper_grid_hours({b: figures[f"gpu_img_per_s_{b}"] for b in backbones})
     return figures
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 # -- several jobs on one device -------------------------------------------------------------------

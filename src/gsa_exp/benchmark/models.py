@@ -23,13 +23,9 @@ from gsa_exp.training.builders import build_model
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
-def project_root() -> Path:
-    return Path(os.environ.get("GSA_EXP_ROOT") or Path(__file__).resolve().parents[3])
-
-
 def compose_train_config(overrides: list[str]) -> DictConfig:
     """The config ``python train.py OVERRIDES`` would see; its run directory is a fresh temporary one."""
-    root = project_root()
+    root = Path(os.environ.get("GSA_EXP_ROOT") or Path(__file__).resolve().parents[3])
     os.environ.setdefault("GSA_EXP_ROOT", str(root))
     register_resolvers()
     with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
@@ -64,11 +60,6 @@ def configured_optimizer(model: ImageClassifier) -> tuple[torch.optim.Optimizer,
     return configured, None
 
 
-def training_loss(model: ImageClassifier, images: Tensor, labels: Tensor) -> Tensor:
-    """The loss ``training_step`` optimises: main head, auxiliary heads and attention regulariser."""
-    return model.training_loss(images, labels)[0]
-
-
 @dataclass
 class StepFunctions:
     """One model's training step and eval forward on a fixed batch."""
@@ -86,7 +77,7 @@ def step_functions(model: ImageClassifier, images: Tensor, labels: Tensor, preci
             model.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast(precision, device):
-            loss = training_loss(model, images, labels)
+            loss, _ = model.training_loss(images, labels)
         loss.backward()
         optimizer.step()
 
