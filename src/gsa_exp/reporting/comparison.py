@@ -236,14 +236,12 @@ def _test_images(comparison: Comparison, usable: list[Usable], options: Options)
         pooled_delong = None
         if metric == st.AUROC and task == st.BINARY:
             positive = targets[:, 0] == 1
+            none_scores = [st.binary_scores(item[1].scores) for item in group]
+            global_scores = [st.binary_scores(item[2].scores) for item in group]
             try:
-                for result, (_, a, b, _) in zip(results, group):
-                    result.delong = st.delong_test(positive, st.binary_scores(a.scores), st.binary_scores(b.scores))
-                pooled_delong = st.delong_mean_difference(
-                    positive,
-                    [st.binary_scores(i[1].scores) for i in group],
-                    [st.binary_scores(i[2].scores) for i in group],
-                )
+                for result, a, b in zip(results, none_scores, global_scores):
+                    result.delong = st.delong_test(positive, a, b)
+                pooled_delong = st.delong_mean_difference(positive, none_scores, global_scores)
             except ValueError as exc:
                 comparison.notes.append(f"DeLong not done: {exc}")
         if number == 0:

@@ -112,15 +112,10 @@ def _as_floats(raw: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _failure_reason(path: Path, sweep_status: dict[str, dict]) -> tuple[str, str]:
-    """(state, reason) of a job directory without metrics.json."""
+def _failure_reason(path: Path, status: dict[str, Any] | None, sweep_status: dict[str, dict]) -> tuple[str, str]:
+    """(state, reason) of a job directory without metrics.json, from its ``read_status``."""
     error = error_line((path / ERROR_FILE).read_text(errors="replace")) if (path / ERROR_FILE).is_file() else None
-    if (path / STATUS_FILE).is_file():
-        try:
-            status = json.loads((path / STATUS_FILE).read_text())
-            status = status if isinstance(status, dict) else {"status": str(status)}
-        except (OSError, ValueError) as exc:
-            status = {"status": "unreadable", "error": f"status.json unreadable: {exc}"}
+    if status is not None:
         word = str(status.get("status", "")).lower()
         message = next((status[k] for k in ("error", "message", "exception", "reason") if status.get(k)), "")
         detail = error or error_line(str(message))
@@ -147,12 +142,10 @@ def _failed(path: Path, reason: str, **fields: Any) -> Job:
 def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
     """One job directory: its config, overrides and metrics, and whether it finished."""
     path = Path(path)
-    overrides: tuple[str, ...] = ()
-    if (path / OVERRIDES_FILE).is_file():
-        try:
-            overrides = tuple(str(item) for item in OmegaConf.load(path / OVERRIDES_FILE) or [])
-        except Exception:  # a broken overrides file only loses the setting label
-            overrides = ()
+    try:
+        overrides = tuple(str(item) for item in OmegaConf.load(path / OVERRIDES_FILE) or [])
+    except Exception:  # a missing or broken overrides file only loses the setting label
+        overrides = ()
     try:
         cfg = OmegaConf.load(path / CONFIG_FILE)
         if not isinstance(cfg, DictConfig):
@@ -180,7 +173,7 @@ def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
         written = f"; its {METRICS_FILE} was written before the end" if (path / METRICS_FILE).is_file() else ""
         reason = _shorten(f"status 'running' but {killed}{written}: relaunch with skip_completed=true to resume")
         return Job(path.name, path, metrics=None, state=KILLED, reason=reason, **fields)
-    state, reason = _failure_reason(path, sweep_status or {})
+    state, reason = _failure_reason(path, status, sweep_status or {})
     if state == UNFINISHED and (path / METRICS_FILE).is_file():
         reason = f"{METRICS_FILE} without a completed {STATUS_FILE}: " + (
             "still running" if status is not None else "the run never recorded its end"

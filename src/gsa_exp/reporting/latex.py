@@ -51,10 +51,7 @@ def _cell(table: Table, dataset: str, row: Any, attention: str, best: float | No
 
 
 def render_latex(summary: Summary) -> str:
-    """The whole results.tex: comment lines, then a ``table`` float holding the booktabs tabular.
-
-    The reference row appears when ``summary.references`` is set and a data set has one.
-    """
+    """The whole results.tex: comment lines, then a ``table`` float holding the booktabs tabular."""
     tables = [table for table in summary.tables if table.metric in summary.metrics]
     groups = []  # (data set, its attentions in column order)
     for dataset in summary.datasets:

@@ -42,9 +42,8 @@ class PairedT:
 def paired_t(differences: Sequence[float], confidence: float = 0.95) -> PairedT:
     """Paired t over the per-pair differences (global − none of each seed).
 
-    Fewer than 2 pairs: no interval, no p-value. Identical differences (zero variance): the
-    interval is the single value; p = 1 when it is 0, p = 0 otherwise (the t statistic is
-    infinite: every seed moved by exactly the same amount), said in ``note``.
+    Identical differences: t is infinite (every seed moved by exactly the same amount), p = 0 (p = 1 when they
+    are 0); ``note`` says so, and why fewer than 2 pairs have no interval or p-value.
     """
     d = np.asarray(differences, dtype=float)
     n = int(d.size)

@@ -195,11 +195,7 @@ def _comparisons(
 def summarize(
     sweep: Sweep, metrics: Sequence[str] = DEFAULT_METRICS, options: Options | None = None, references: bool = False
 ) -> Summary:
-    """Group the sweep's jobs into tables: requested metrics, then optional metrics some job logged.
-
-    Then global vs none is tested for the requested test/acc and test/auroc (``options``:
-    bootstrap resamples and seed).
-    """
+    """Group the sweep's jobs into tables (requested metrics, then optional ones some job logged); test global vs none."""
     metrics = tuple(dict.fromkeys(metrics))
     if not metrics:
         raise ValueError("no metrics to summarise")
