@@ -318,10 +318,6 @@ def machine_description(device: torch.device) -> str:
     return text
 
 
-def numeric_keys(results: dict[str, Any]) -> list[str]:
-    return [key for key, value in results.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
-
-
 def target_status(key: str, value: float, quick: bool = False) -> str:
     if key not in TARGETS:
         return ""
@@ -333,7 +329,7 @@ def target_status(key: str, value: float, quick: bool = False) -> str:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    keys = numeric_keys(results)
+    keys = [key for key, value in results.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
     width = max(len(key) for key in keys)
     lines = [f"{'figure':<{width}}  {'value':>14}  target", "-" * (width + 40)]
     for key in keys:

@@ -1,8 +1,5 @@
-"""The jobs a sweep's ``multirun.yaml`` describes, and which of them have no job directory yet.
-
-Only a basic-sweeper grid is knowable in advance (other sweepers, e.g. Optuna, decide their
-jobs as they go); it is expanded with Hydra's public override parser.
-"""
+"""The jobs a sweep's ``multirun.yaml`` describes (a basic-sweeper grid, expanded with Hydra's public override parser),
+and which of them have no job directory yet."""
 
 from __future__ import annotations
 

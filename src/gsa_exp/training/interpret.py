@@ -58,19 +58,18 @@ def attention_label(model: Any) -> str:
     return f"{label} ({', '.join(details)})" if details else label
 
 
-def map_title(model: Any, averaged_over: int | None, split: str = "test") -> str:
+def map_title(model: Any, averaged_over: int | None) -> str:
     label = attention_label(model)
     if averaged_over is None:
         return f"{label} attention map"
-    return f"{label} attention: mean map over {averaged_over} {split} images"
+    return f"{label} attention: mean map over {averaged_over} test images"
 
 
-def mean_map(model: Any, datamodule: Any, split: str = "test") -> tuple[Tensor | None, int]:
-    """The mean over a split of the maps its images got (None for shared-map variants), and the image count."""
-    loader = {"val": datamodule.val_dataloader, "test": datamodule.test_dataloader}[split]()
+def mean_map(model: Any, datamodule: Any) -> tuple[Tensor | None, int]:
+    """The mean over the test split of the maps its images got (None for shared-map variants), and the image count."""
     mean = MapMean()
     with evaluating(model):
-        for images, _ in loader:
+        for images, _ in datamodule.test_dataloader():
             model.infer(datamodule.to_model_input(images.to(model.device), train=False))
             mean.add(model.attention_maps)
     return mean.value(), mean.count
