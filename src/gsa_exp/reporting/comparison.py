@@ -261,13 +261,10 @@ def _test_images(comparison: Comparison, usable: list[Usable], options: Options)
 
 
 def compare(question: Question, options: Options = Options(), read: Reader | None = None) -> Comparison:
-    """Pair by seed, test over seeds, and over test images where the per-image files allow."""
+    """Pair by seed, test over seeds, and over test images where the per-image files allow (a metric of STAT_METRICS)."""
     pairs, notes = pair_by_seed(question)
     differences = [global_run.value - none_run.value for _seed, none_run, global_run in pairs]
     comparison = Comparison(question, [], st.paired_t(differences, options.confidence), notes=notes)
-    if question.metric not in STAT_METRICS:
-        comparison.pairs = [SeedResult(s, a.name, b.name, b.value - a.value) for s, a, b in pairs]
-        return comparison
     usable = _usable_pairs(pairs, read or cached_reader(), comparison.notes)
     comparison.pairs = [item[0] for item in usable]
     _test_images(comparison, usable, options)

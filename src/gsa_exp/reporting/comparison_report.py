@@ -102,7 +102,7 @@ def sentence(comparison: Comparison, options: Options) -> str:
         if comparison.delong is not None:
             text += f"; DeLong {_p_phrase(comparison.delong.p)}: {verdict(comparison.delong.p, options.alpha)}"
         text += "."
-    elif q.metric in STAT_METRICS and comparison.pairs:
+    elif comparison.pairs:
         text += " Not tested over test images (see the notes)."
     return text
 
