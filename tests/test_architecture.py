@@ -16,9 +16,8 @@ MAX_MODULE_LINES = 400
 # (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types;
 # durable.py, whole-or-absent file writes; run_files.py, the names of the files a run leaves; run_state.py, a run's
 # life in status.json and the one definition of completed; registry.py, the one registry type; options/, every
-# component's option schemas;
-# loader_options.py, the data module's schema, torch-free for the config layer).
-BASE = {"errors", "option_schema", "options", "loader_options", "durable", "registry", "run_files", "run_state"}
+# component's option schemas, the data module's among them).
+BASE = {"errors", "option_schema", "options", "durable", "registry", "run_files", "run_state"}
 ALLOWED = {
     "attention": {"attention", *BASE},
     "backbones": {"backbones", *BASE},

@@ -24,7 +24,6 @@ from gsa_exp.config.validation import (
 from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.files import DataError
 from gsa_exp.errors import OptionError
-from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.option_schema import (
     AtLeast,
     ExistingFile,
@@ -35,6 +34,7 @@ from gsa_exp.option_schema import (
     check_options,
     rules,
 )
+from gsa_exp.options.data import LoaderOptions
 from gsa_exp.training.builders import build_datamodule, configure_batches
 
 SCHEMAS = [

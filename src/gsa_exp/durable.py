@@ -1,14 +1,8 @@
-"""Files that are whole or absent, whatever kills the writer.
-
-Every file whose loss matters is written to a temp file in its own directory, flushed,
-fsynced, renamed over the target with ``os.replace``, and the directory is fsynced: a reader,
-or a relaunch after a SIGKILL, a power loss or a preemption, finds the old file or the new
-one, never half of one. The temp file never goes to ``$TMPDIR``: that may be another
-filesystem (a tmpfs /tmp, node-local scratch), where a rename is a copy a kill can cut.
-
-A temp file's name carries the writer's pid and host (``.metrics.json.gsa-tmp-4242-1@node7``),
-so a later start can tell the leftovers of a dead writer (removed) from a live one's (kept).
-This module imports nothing of the project: every layer writes through it.
+"""Files that are whole or absent, whatever kills the writer: written to a temp file in the
+target's own directory, fsynced, renamed into place, the directory fsynced. Never via ``$TMPDIR``:
+on another filesystem a rename is a copy that a kill can cut. A temp file's name carries its
+writer's pid and host (``.metrics.json.gsa-tmp-4242-1@node7``), so a later start can remove the
+leftovers of dead writers and keep a live one's. Imports nothing of the project: every layer uses it.
 """
 
 from __future__ import annotations

@@ -1,34 +1,20 @@
 """Option schemas: one dataclass per option group declares what each of its options accepts.
 
-A field's annotation is its rule, so the type of an option is written once and every check
-of it (the config layer's before a run, a constructor's when called directly) is this one:
-
-* ``bool`` (``bool | None``: null allowed too; ``NullMeans`` says what null does);
-* ``Annotated[int, AtLeast(1)]``, ``Annotated[float, AtLeast(0, strict=True)]``,
-  ``Annotated[float, InRange(0, 1, "(]")]`` (``| None``: null allowed);
-* ``Annotated[str, OneOf(("min", "max"))]``; ``Annotated[str | None, ExistingFile()]``;
-  ``Annotated[str | None, Required("...")]`` for an option with no usable default
-  (``object``: any value, only its presence checked). Numbers are finite (no nan, no inf);
-  ``Odd()`` adds that an integer must be odd (a kernel size);
-* another schema dataclass: a nested group of options (``bank: BankOptions`` checks
-  ``bank.components``, ...).
-
-Every option group of the project is declared this way (``gsa_exp/options/``,
-``config/options.py``): the config layer checks a whole run with these schemas before it reads
-any data or builds any model, and components check their own arguments with the same schema
-when they are called directly, so each message has one form, ``key=value: what is allowed``.
+A field's annotation is its rule: ``bool``; ``Annotated[int, AtLeast(1)]``,
+``Annotated[float, InRange(0, 1, "(]")]``, ``Odd()`` for kernel sizes; ``OneOf(("min", "max"))``;
+``ExistingFile()``; ``Required("...")``; ``| None`` lets null pass (``NullMeans`` says what it
+does); ``object`` checks presence only; another schema dataclass is a nested group (``bank:
+BankOptions`` checks ``bank.components``). Numbers are finite. Every group is declared this way
+(``gsa_exp/options/``, ``config/options.py``): the config layer checks a run with these schemas
+before it reads data or builds a model, components check their arguments with the same ones, and
+every message has one form, ``key=value: what is allowed``. Defaults are the YAML's.
 
 Why the project's own schema and not pydantic v2 or OmegaConf structured configs, measured on the
-2-core machine (one run each, best of three): a bad value is answered in 0.18-0.30 s with this
-module against 0.70-0.85 s with pydantic (its import and model build alone cost about 0.5 s,
-paid by every ``train.py`` start, ``--help`` included); OmegaConf's structured configs check
-types but not ranges or choices. The messages are ours either way (pydantic's "Input should be
-greater than or equal to 1" would be rewritten into the ``key=value: ...`` form the tests pin).
-
-Defaults are not here: they are data, in the option group's YAML. ``check_options`` raises
-the caller's ``OptionMessage`` error naming the option as ``$name``, so the config layer
-says where it lives (``performance.compile='maybe': must be true or false``). Like
-``gsa_exp.errors``, this module imports nothing of the project's layers.
+2-core machine (best of three): a bad value is answered in 0.18-0.30 s with this module against
+0.70-0.85 s with pydantic (its import and model build cost about 0.5 s on every ``train.py``
+start, ``--help`` included); structured configs check types but not ranges or choices; and
+pydantic's messages ("Input should be greater than or equal to 1") would be rewritten anyway.
+Like ``gsa_exp.errors``, this module imports nothing of the project's layers.
 """
 
 from __future__ import annotations

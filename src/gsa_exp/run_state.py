@@ -1,12 +1,10 @@
 """A run's life in ``status.json``, and the one definition of a completed run.
 
-``running`` is written when a run starts (pid, host, the process's start time, a heartbeat
-each epoch); then ``completed``, ``failed`` or ``interrupted`` replace it. A run killed hard
-(SIGKILL, OOM killer, node failure) never writes its end, so a reader decides: a ``running``
-run whose process is gone (same host) or whose heartbeat is stale is ``killed``.
-
-Completed means: ``status.json`` says ``completed`` and ``metrics.json`` is a readable JSON
-object. The sweep summary and ``skip_completed`` both ask :func:`completed_metrics`.
+``running`` from the start (pid, host, process start time, a heartbeat each epoch), then
+``completed``, ``failed`` or ``interrupted``. A run killed hard writes no end, so a reader decides:
+``running`` with its process gone (same host) or a stale heartbeat is ``killed``. Completed means
+``status.json`` says ``completed`` and ``metrics.json`` is a readable object; the sweep summary and
+``skip_completed`` both ask :func:`completion`.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Config validation: every check a run needs before it loads data or writes a file.
 
-Each option is checked where its type is declared: the groups of ``config/options.py`` and
-the data module's ``LoaderOptions`` (``gsa_exp/loader_options.py``) by their schemas
-(``check_group``), backbone and attention by building them on the meta device. What this
-module itself adds are the checks that relate several keys (the per-batch bank and the
-batch size, the monitored metric and what the run logs, two optimizer implementations) and
-the config paths in the messages: components name their own options, this layer says where
-they live.
-
-Each failure is one line: the key, the bad value and what is allowed. ``ConfigError`` is
-a Hydra "compact" exception, so Hydra prints just that line (no stack trace).
+Each option is checked by its declared schema (``config/options.py``, ``gsa_exp/options/``); the
+image size against the backbone by building it on the meta device. This module adds the checks
+that relate several keys (per-batch bank and batch size, monitored metric and what the run logs,
+two optimizer implementations) and the config paths in the messages. Each failure is one line;
+``ConfigError`` is a Hydra "compact" exception, so Hydra prints just that line.
 """
 
 from __future__ import annotations
@@ -23,12 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, PerformanceOptions, PredictOptions
 from gsa_exp.errors import OptionMessage
-from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
 from gsa_exp.option_schema import check_options
 from gsa_exp.options import schema_for
-from gsa_exp.options.data import AugmentOptions
+from gsa_exp.options.data import AugmentOptions, LoaderOptions
 
 
 class ConfigError(CompactHydraException, ValueError):

@@ -14,8 +14,8 @@ from gsa_exp.data.files import DataError
 from gsa_exp.data.preprocess import Augmentation, Normalization, match_channels, resize_uint8
 from gsa_exp.data.sampling import EpochShuffleSampler
 from gsa_exp.data.splits import MULTILABEL, SPLITS, DataInfo, LoadedData, Split
-from gsa_exp.loader_options import LoaderOptions
 from gsa_exp.option_schema import check_options
+from gsa_exp.options.data import LoaderOptions
 
 
 class DataSource(Protocol):

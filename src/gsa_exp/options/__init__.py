@@ -1,13 +1,8 @@
-"""Every component's options, declared once, where no torch is needed.
-
-A schema (``gsa_exp.option_schema``) is declared for each config choice of the component
-groups (``@declares("attention", "global")``); the config layer checks a run's nodes with
-them before it reads data or builds a model (a bad ``attention.temperature`` is answered in a
-fraction of a second), and the components check their own arguments with the same schemas
-when called directly. The groups that are not one component (trainer, optimizer, loss, ...)
-are declared in ``gsa_exp.config.options``. A component whose options are all declared
-already (a backbone family with ``variant``, ``pretrained``, ``stem``) needs nothing here; one
-that brings options of its own declares them in this package's module of its group.
+"""Every component's options, declared once where no torch is needed (``@declares("attention", "global")``):
+the config layer checks a run's nodes with them before it reads data or builds a model, and the
+components check their own arguments with the same schemas. The other groups (trainer, optimizer,
+loss, ...) are declared in ``gsa_exp.config.options``. A component whose options are declared
+already needs nothing here; one that brings new options declares them in its group's module.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""The options of the backbone families (``conf/backbone/<name>.yaml``, less ``_target_`` and ``name``).
-
-``variant`` is checked by the family itself (its list of torchvision models lives with the
-code that builds them); every other option is declared here.
-"""
+"""The backbone families' options (``conf/backbone/<name>.yaml``); ``variant`` is checked by its family."""
 
 from __future__ import annotations
 

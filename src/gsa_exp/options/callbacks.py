@@ -1,8 +1,4 @@
-"""The options of the project's own callbacks (``conf/callbacks/``), checked before data are read.
-
-Keys of Lightning's callbacks that the project passes through unchanged (ModelCheckpoint's
-``monitor``, ``save_top_k``, ...) are Lightning's to check.
-"""
+"""The options of the project's callbacks (``conf/callbacks/``); Lightning checks the keys it owns."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The options of the data sources (``source`` of ``conf/dataset/<name>.yaml``, less ``_target_`` and ``name``)
-and of the data module's augmentation. Checks that read files (a path exists, a flag is a MedMNIST
-data set) stay with the sources: they are about the data, not the option's type."""
+"""The options of the data module and its sources (``conf/dataset/``); checks that read files stay with the sources."""
 
 from __future__ import annotations
 
@@ -12,6 +10,18 @@ from gsa_exp.options import declares
 
 CHANNELS = OneOf((1, 3))
 MEDMNIST_SIZES = (28, 64, 128, 224)
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The data module's own options (``conf/dataset_base/loader.yaml``), checked by ``ArrayDataModule`` too."""
+
+    image_size: Annotated[int, AtLeast(1)]
+    channels: Annotated[int | None, AtLeast(1)]
+    batch_size: Annotated[int, AtLeast(1)]
+    eval_batch_size: Annotated[int, AtLeast(1)]
+    num_workers: Annotated[int, AtLeast(0)]
+    pin_memory: bool
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,8 @@
 """Checkpoints that survive a kill: written durably, and ``last.ckpt`` always the latest state.
 
-Lightning's own writer stages a checkpoint in ``$TMPDIR`` and moves it: where that is another
-filesystem (a tmpfs /tmp, node-local scratch on a cluster) the move is a copy into the final
-path, and a kill during it leaves half a checkpoint where the good one was. Its ``save_last``
-also writes ``last.ckpt`` only when the monitored metric improves, so a resume could repeat
-finished epochs. Both are replaced here.
+Lightning's writer stages a checkpoint in ``$TMPDIR`` and moves it (on another filesystem, a copy
+a kill can cut), and its ``save_last`` writes ``last.ckpt`` only when the monitored metric
+improves, so a resume could repeat finished epochs. Both are replaced here.
 """
 
 from __future__ import annotations
