@@ -122,3 +122,14 @@ def test_a_bad_component_option_is_answered_without_loading_torch():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "attention.temperature=0: must be > 0" in done.stderr
     assert done.stdout.strip() == "exit 2 False False"
+
+
+def test_a_misspelt_option_given_to_a_component_directly_is_refused():
+    from gsa_exp.attention.base import AttentionError
+    from gsa_exp.option_schema import checked
+    from gsa_exp.options.attention import BankOptions
+
+    bank = OmegaConf.to_container(compose_config([]).attention.bank, resolve=True)
+    assert checked(BankOptions, bank, AttentionError, "bank.").components == bank["components"]
+    with pytest.raises(AttentionError, match=r"^bank.componets=8: not an option here; the options are source, "):
+        checked(BankOptions, {**bank, "componets": 8}, AttentionError, "bank.")

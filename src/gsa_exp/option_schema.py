@@ -162,14 +162,18 @@ def checked(schema: type, values: Mapping[str, Any], error: type[OptionMessage] 
     ``prefix``: where the group sits among the caller's options (``bank.``)."""
     check_options(schema, values, error, prefix=prefix)
     kinds = {name: rule.kind for name, rule in rules(schema).items()}
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:  # a misspelt option must not pass unnoticed
+        problem = f"not an option here; the options are {', '.join(kinds)}"
+        raise error(f"${prefix}{unknown[0]}={OptionMessage.literal(repr(values[unknown[0]]))}: {problem}")
+    arguments = {
+        name: checked(kinds[name], value, error, f"{prefix}{name}.")
+        if dataclasses.is_dataclass(kinds[name]) and isinstance(value, Mapping)
+        else value
+        for name, value in values.items()
+    }
     try:  # a schema's own rule across two of its options (__post_init__) speaks as the caller's error too
-        return schema(
-            **{
-                name: kinds[name](**value) if dataclasses.is_dataclass(kinds[name]) else value
-                for name, value in values.items()
-                if name in kinds
-            }
-        )
+        return schema(**arguments)
     except OptionMessage as refused:
         raise error(re.sub(r"(?<!\$)\$(?=[A-Za-z_])", f"${prefix}", refused.template)) from None
 
