@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from gsa_exp.attention import list_attention
 from gsa_exp.attention.bank import BankOptions, _rows, build_bank
 from gsa_exp.attention.global_attention import BankConv2d
-from gsa_exp.benchmark.grid import paper_grid_hours
+from gsa_exp.benchmark.grid import combined_grid_results, paper_grid_hours
 from gsa_exp.benchmark.suite import TARGETS, Settings
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.training.builders import build_datamodule, build_model, build_trainer
@@ -276,10 +276,28 @@ def test_quick_grid_benchmark_emits_every_throughput_key_finite():
         assert all(math.isfinite(rate) and rate > 0 for rate in rates), (backbone, rates)
         ratio = results[f"ratio_framework_vs_compiled_bare_{backbone}"]
         assert ratio == rates[0] / rates[2]
+        # --quick: the framework runs eager (no compilation on a CPU), so its eager figure is the same run
+        assert results[f"framework_eager_img_per_s_{backbone}"] == rates[0]
+        assert results[f"ratio_framework_compiled_vs_eager_{backbone}"] == 1.0
     hours = results["paper_grid_hours_estimate"]
     assert math.isfinite(hours) and hours > 0
     assert paper_grid_hours({b: results[f"gpu_img_per_s_{b}"] for b in Settings().backbones}) == hours
     assert results["settings"]["grid"]["compile_backend"] == "aot_eager"  # --quick on a CPU
+
+
+def test_grid_results_of_one_backbone_each_combine_into_one_with_the_grids_hours():
+    def part(backbone: str, rate: float) -> dict:
+        return {
+            "machine": "m",
+            "settings": {"backbones": [backbone], "quick": False},
+            f"gpu_img_per_s_{backbone}": rate,
+            "paper_grid_hours_estimate": paper_grid_hours({backbone: rate}),
+        }
+
+    combined = combined_grid_results([part("resnet", 2_000.0), part("densenet", 500.0)])
+    assert combined["gpu_img_per_s_resnet"] == 2_000.0 and combined["gpu_img_per_s_densenet"] == 500.0
+    assert combined["paper_grid_hours_estimate"] == paper_grid_hours({"resnet": 2_000.0, "densenet": 500.0})
+    assert combined["settings"]["backbones"] == ["resnet", "densenet"]
 
 
 def test_paper_grid_hours_follow_the_grids_image_counts():

@@ -73,7 +73,7 @@ class EpochTimer(pl.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def grid_overrides(backbone: str, settings: GridSettings) -> list[str]:
+def grid_overrides(backbone: str, settings: GridSettings, compile: bool | None = None) -> list[str]:
     cuda = settings.device.startswith("cuda")
     return [
         f"backbone={backbone}",
@@ -87,13 +87,14 @@ def grid_overrides(backbone: str, settings: GridSettings) -> list[str]:
         "dataset.source.num_test=2",
         f"trainer.max_epochs={settings.epochs + 1}",
         "trainer.num_sanity_val_steps=0",
-        f"performance.compile={str(settings.framework_compile).lower()}",
+        f"performance.compile={str(settings.framework_compile if compile is None else compile).lower()}",
         "performance.data_on_device=true",
     ]
 
 
-def framework_images_per_second(backbone: str, settings: GridSettings) -> float:
-    cfg = compose_train_config(grid_overrides(backbone, settings))
+def framework_images_per_second(backbone: str, settings: GridSettings, compile: bool | None = None) -> float:
+    """The framework's training rate; ``compile`` overrides the settings' performance.compile (the eager figure)."""
+    cfg = compose_train_config(grid_overrides(backbone, settings, compile))
     datamodule = build_datamodule(cfg.dataset, "fit")
     model = prepared_model(cfg, datamodule, torch.device("cpu"))  # the Trainer moves it
     configure_batches(datamodule, cfg.performance, model)
@@ -165,11 +166,17 @@ def grid_figures(
 ) -> dict[str, float]:
     figures: dict[str, float] = {}
     for backbone in backbones:
-        progress(f"grid throughput: {backbone} (framework, bare eager, bare compiled)")
+        progress(f"grid throughput: {backbone} (framework compiled and eager, bare eager, bare compiled)")
         framework = framework_images_per_second(backbone, settings)
+        # is the compiled step worth its compilation? (trainer=gpu's default follows this figure)
+        framework_eager = (
+            framework_images_per_second(backbone, settings, compile=False) if settings.framework_compile else framework
+        )
         eager = bare_images_per_second(backbone, settings, compiled=False)
         compiled = bare_images_per_second(backbone, settings, compiled=True)
         figures[f"gpu_img_per_s_{backbone}"] = framework
+        figures[f"framework_eager_img_per_s_{backbone}"] = framework_eager
+        figures[f"ratio_framework_compiled_vs_eager_{backbone}"] = framework / framework_eager
         figures[f"bare_eager_img_per_s_{backbone}"] = eager
         figures[f"bare_compiled_img_per_s_{backbone}"] = compiled
         figures[f"ratio_framework_vs_compiled_bare_{backbone}"] = framework / compiled
@@ -212,5 +219,23 @@ def concurrency_figures(
     return figures
 
 
-if __name__ == "__main__":  # one framework measurement in a fresh process: BACKBONE SETTINGS_JSON
-    print(framework_images_per_second(sys.argv[1], GridSettings(**json.loads(sys.argv[2]))))
+def combined_grid_results(parts: list[dict]) -> dict:
+    """One result from grid runs of one backbone each (gpu_check.sh runs each alone, so a failure loses one).
+
+    The paper grid's hours are summed again over every backbone measured; ``grid_backbones`` names them.
+    """
+    combined = {key: value for part in parts for key, value in part.items() if key != "paper_grid_hours_estimate"}
+    rates = {
+        key.removeprefix("gpu_img_per_s_"): value for key, value in combined.items() if key.startswith("gpu_img_per_s_")
+    }
+    combined["paper_grid_hours_estimate"] = paper_grid_hours(rates)
+    combined["settings"] = {**parts[0]["settings"], "backbones": list(rates)}
+    return combined
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--combine":  # --combine GRID_JSONL: one JSON object from per-backbone lines
+        lines = Path(sys.argv[2]).read_text().splitlines()
+        print(json.dumps(combined_grid_results([json.loads(line) for line in lines if line.strip()]), indent=2))
+    else:  # one framework measurement in a fresh process: BACKBONE SETTINGS_JSON
+        print(framework_images_per_second(sys.argv[1], GridSettings(**json.loads(sys.argv[2]))))
