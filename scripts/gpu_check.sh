@@ -11,7 +11,9 @@
 # .gpu-wheels/, filled by `make gpu-wheels` on a machine with a package index).
 # PARTS (grid tests runs; add concurrency), GRID_BACKBONES and RUN_BACKBONES narrow it down or widen it;
 # DEVICE=cpu BENCH_ARGS=--quick RUN_SIZE=64 tries the script itself on a CPU machine (tiny sizes, trainer=cpu).
-# STEP_LIMIT_S bounds each benchmark process and the tests, so a hung step cannot take the whole slot.
+# STEP_LIMIT_S bounds each benchmark process, the tests and each run, so a hung step cannot take the whole
+# slot; TOTAL_LIMIT_S bounds the whole script (each step gets what is left of it), so it ends, with its files
+# written, before the limit of the machine it was lent: set it a minute or more under that limit.
 # Files written (each kept whole as it goes): machine.txt, log.txt, grid.jsonl (one line per backbone),
 # grid.json (the figures combined, with the paper grid's hours), tests.txt, runs.jsonl.
 set -uo pipefail
@@ -24,6 +26,8 @@ RUN_BACKBONES=${RUN_BACKBONES-googlenet vgg resnet densenet}
 PARTS=${PARTS:-grid tests runs}
 RUN_EPOCHS=${RUN_EPOCHS:-3}
 STEP_LIMIT_S=${STEP_LIMIT_S:-900}
+TOTAL_LIMIT_S=${TOTAL_LIMIT_S:-3600}
+DEADLINE=$(( $(date +%s) + TOTAL_LIMIT_S ))
 DEVICE=${DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:-}
 RUN_SIZE=${RUN_SIZE:-4708}  # training images of a run (PneumoniaMNIST's count); val and test scale with it
@@ -38,17 +42,21 @@ import os, torch, pytorch_lightning
 print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device", "|", os.cpu_count(), "CPUs | torch", torch.__version__,
       "| lightning", pytorch_lightning.__version__)
 PY
+limit() {  # seconds a step may take: STEP_LIMIT_S, or what is left before the deadline (at least 1)
+  local left=$(( DEADLINE - $(date +%s) ))
+  (( left < STEP_LIMIT_S )) && echo $(( left > 1 ? left : 1 )) || echo "$STEP_LIMIT_S"
+}
 step() { echo "[gpu_check $(date +%T)] $*" | tee -a "$OUT/log.txt"; }
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 if part grid; then
   for backbone in $GRID_BACKBONES; do
     step "grid benchmark: $backbone"
-    if timeout "$STEP_LIMIT_S" python scripts/bench.py --device "$DEVICE" $BENCH_ARGS --parts grid --backbones "$backbone" --json \
+    if timeout "$(limit)" python scripts/bench.py --device "$DEVICE" $BENCH_ARGS --parts grid --backbones "$backbone" --json \
       > "$OUT/grid.part" 2>> "$OUT/log.txt"; then
       tr -d '\n' < "$OUT/grid.part" >> "$OUT/grid.jsonl" && echo >> "$OUT/grid.jsonl"
     else
-      step "grid benchmark: $backbone failed or ran past ${STEP_LIMIT_S}s"
+      step "grid benchmark: $backbone failed or ran out of time"
     fi
     rm -f "$OUT/grid.part"
   done
@@ -59,7 +67,7 @@ gpu_run() {  # one short trainer=gpu run (compiled step) on PneumoniaMNIST-sized
   local backbone=$1 run_dir start status
   run_dir=$(mktemp -d)/run
   start=$(date +%s)
-  timeout "$STEP_LIMIT_S" python train.py $RUN_SETTINGS backbone="$backbone" trainer.max_epochs="$RUN_EPOCHS" \
+  timeout "$(limit)" python train.py $RUN_SETTINGS backbone="$backbone" trainer.max_epochs="$RUN_EPOCHS" \
     dataset.image_size=28 dataset.batch_size=128 dataset.source.num_train="$RUN_SIZE" \
     dataset.source.num_val=$(( RUN_SIZE / 9 )) dataset.source.num_test=$(( RUN_SIZE * 2 / 15 )) \
     trainer.enable_progress_bar=false extras.print_config=false \
@@ -78,7 +86,7 @@ PY
 pids=()
 if part tests; then
   step "GPU tests"
-  (timeout "$STEP_LIMIT_S" python -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$OUT/tests.txt" 2>&1;
+  (timeout "$(limit)" python -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$OUT/tests.txt" 2>&1;
    tail -3 "$OUT/tests.txt" | tee -a "$OUT/log.txt") &
   pids+=($!)
 fi
