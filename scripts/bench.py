@@ -4,6 +4,8 @@
     python scripts/bench.py --json          # one JSON object on stdout
     python scripts/bench.py --device cuda   # on a GPU (bf16-mixed, like trainer=gpu)
     python scripts/bench.py --quick         # tiny sizes (a smoke test, not a measurement)
+    python scripts/bench.py --parts attention --backbones resnet --timm vit_tiny_patch16_224 vit_small_patch16_224
+                                            # any timm model's step with global attention vs none
     python scripts/bench.py --device cuda --parts grid --json   # the paper's settings: framework vs bare
                                             # loops (eager, compiled) per backbone, the grid's hours
     python scripts/bench.py --device cuda --parts concurrency --jobs 2   # 2 jobs sharing the GPU vs 1
@@ -39,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(Settings().backbones))
     parser.add_argument(
+        "--timm",
+        nargs="*",
+        default=list(Settings().timm_variants),
+        help="timm models measured too, as backbone=timm backbone.variant=NAME (none: --timm alone)",
+    )
+    parser.add_argument(
         "--attentions",
         nargs="+",
         choices=ATTENTIONS,
@@ -63,6 +71,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "device": args.device,
         "precision": args.precision or ("bf16-mixed" if cuda else "32-true"),
         "backbones": tuple(args.backbones),
+        "timm_variants": tuple(args.timm),
         "attentions": tuple(args.attentions),
         "parts": tuple(args.parts),
         "concurrent_jobs": args.jobs,

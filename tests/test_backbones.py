@@ -10,7 +10,7 @@ from conftest import CONF
 from omegaconf import OmegaConf
 
 from gsa_exp.backbones import BackboneError, backbone_family, create_backbone, list_backbones, split_outputs
-from gsa_exp.backbones.adapter import has_submodule, paths
+from gsa_exp.backbones.adapter import first_conv_path, has_submodule, paths
 from gsa_exp.config.validation import ConfigPaths
 
 FAMILIES = list_backbones()  # every registered family is tested, with the options of its YAML
@@ -104,7 +104,7 @@ def test_the_small_stem_keeps_more_resolution_than_the_imagenet_stem(family):
     imagenet = build(family, channels=3, size=64, stem="imagenet")
     first_small, first_imagenet = stage_outputs(small, images)[0][1], stage_outputs(imagenet, images)[0][1]
     assert first_small[-1] > first_imagenet[-1]
-    conv = small.get_submodule(backbone_family(family).first_conv)
+    conv = small.get_submodule(first_conv_path(backbone_family(family), small))
     assert conv.in_channels == 3 and conv.stride == (1, 1) and conv.kernel_size == (3, 3)
 
 

@@ -240,7 +240,7 @@ def test_quick_benchmark_emits_every_figure_as_a_finite_positive_number():
         *(
             f"{key}_{backbone}"
             for key in ("train_step_ratio_global_vs_none", "infer_ratio_global_vs_none")
-            for backbone in Settings().backbones
+            for backbone in (*Settings().backbones, "timm_vit_tiny_patch16_224")  # a ViT through backbone=timm
         ),
     ]
     for key in required:
@@ -251,13 +251,14 @@ def test_quick_benchmark_emits_every_figure_as_a_finite_positive_number():
 
 def test_the_attention_part_compares_any_registered_variants_with_none():
     args = ("--quick", "--json", "--parts", "attention", "--backbones", "resnet", "--attentions", "local", "static")
+    args += ("--timm",)  # no timm model: the families' rows alone
     done = run_script("scripts/bench.py", *args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout)
     for variant in ("global", "local", "static"):  # global, which the targets are stated for, always
         for key in (f"train_step_ratio_{variant}_vs_none", f"infer_ratio_{variant}_vs_none_resnet"):
             assert math.isfinite(results[key]) and results[key] > 0, key
-    assert not any("global_batch" in key for key in results)
+    assert not any("global_batch" in key or "timm" in key for key in results)
     assert results["train_samples_per_second"] == pytest.approx(2 / results["train_step_seconds_global"])
 
 

@@ -53,6 +53,12 @@ class LocalStageAttention(LocalMapAttention):
                 f"$placement=stages needs a backbone that declares its stages (feature_info), "
                 f"not {type(backbone).__name__}; use $placement=input"
             )
+        if not stages:
+            raise AttentionError(
+                f"$placement=stages needs a backbone whose stages output feature maps; {type(backbone).__name__} "
+                "declares none (a vision transformer's blocks hold patch tokens at one resolution, not a map "
+                "per stage); use $placement=input"
+            )
         for index, stage in enumerate(stages):
             self.channel_gates.append(ChannelGate(stage.channels, self.reduction, self.init_bias))
             self.spatial_gates.append(SpatialGate(self.kernel_size, self.init_bias))

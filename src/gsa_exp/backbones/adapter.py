@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from gsa_exp.backbones.common import new_first_conv, resolve_stem
+from gsa_exp.backbones.common import BackboneError, new_first_conv, resolve_stem
 from gsa_exp.backbones.registry import BackboneFamily
 
 
@@ -28,6 +28,25 @@ def paths(declared: tuple[str, ...] | Callable[[nn.Module], tuple[str, ...]], mo
     return declared(model) if callable(declared) else declared
 
 
+def first_conv_path(family: BackboneFamily, model: nn.Module) -> str:
+    """The family's first convolution, fixed or read off the built network (timm's ``pretrained_cfg``)."""
+    return family.first_conv(model) if callable(family.first_conv) else family.first_conv
+
+
+def has_small_stem(family: BackboneFamily, model: nn.Module, stem: str) -> bool:
+    """Whether the small-input stem applies: a network without spatial stages (a vision transformer,
+    whose blocks see patch tokens at one resolution) has no convolutional stem to shrink, so
+    ``stem=auto`` keeps its own and ``stem=small`` is refused."""
+    if family.stages(model):
+        return True
+    if stem == "small":
+        raise BackboneError(
+            f"$stem=small: {type(model).__name__} has no convolutional stem to shrink (its blocks see "
+            "patch tokens at one resolution, not feature maps); use $stem=auto or $stem=imagenet"
+        )
+    return False
+
+
 def assemble(
     family: BackboneFamily,
     *,
@@ -44,16 +63,16 @@ def assemble(
     The network carries its stages as ``feature_info`` (as timm models do), so that local
     attention finds them without knowing the family.
     """
-    model = family.network(variant=variant, pretrained=pretrained, image_size=image_size, **options)
-    small = resolve_stem(stem, image_size) == "small"
-    first = model.get_submodule(family.first_conv)
-    replace_submodule(
-        model, family.first_conv, new_first_conv(first, in_channels, small and family.small_stem == "replace")
-    )
+    sizes = dict(in_channels=in_channels, num_classes=num_classes) if family.native_io else {}
+    model = family.network(variant=variant, pretrained=pretrained, image_size=image_size, **sizes, **options)
+    small = resolve_stem(stem, image_size) == "small" and has_small_stem(family, model, stem)
+    first_conv = first_conv_path(family, model)
+    first = model.get_submodule(first_conv)
+    replace_submodule(model, first_conv, new_first_conv(first, in_channels, small and family.small_stem == "replace"))
     if small:
         for path in paths(family.stem_pools, model):
             replace_submodule(model, path, nn.Identity())
-    for path in paths(family.heads, model):
+    for path in () if family.native_io else paths(family.heads, model):  # a native head has the classes already
         if has_submodule(model, path):
             replace_submodule(model, path, nn.Linear(model.get_submodule(path).in_features, num_classes))
     model.feature_info = family.stages(model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,9 @@ SMALL_INPUT_LIMIT = 64  # stem=auto picks the small stem at or below this image 
 OFFLINE_ENV = "GSA_EXP_OFFLINE"  # set to 1 to forbid weight downloads (tests, air-gapped clusters)
 
 Builder = Callable[..., nn.Module]
+# What a forward pass raises for an image that does not fit: torch's shape errors, and the size
+# assertions of timm's patch embeddings.
+SIZE_ERRORS = (RuntimeError, AssertionError)
 
 
 class BackboneError(OptionError):
@@ -33,11 +37,18 @@ def resolve_stem(stem: str, image_size: int) -> str:
     return stem
 
 
+LISTED_VARIANTS = 12  # a family with more variants (timm's) names the close matches instead of all
+
+
 def check_variant(family: str, variant: str, variants: tuple[str, ...]) -> None:
-    if variant not in variants:
-        raise BackboneError(
-            f"$variant={OptionMessage.quoted(variant)}: not a {family} variant; allowed: {', '.join(variants)}"
-        )
+    if variant in variants:
+        return
+    problem = f"$variant={OptionMessage.quoted(variant)}: not a {family} variant"
+    if len(variants) <= LISTED_VARIANTS:
+        raise BackboneError(f"{problem}; allowed: {', '.join(variants)}")
+    close = difflib.get_close_matches(str(variant), variants, n=5, cutoff=0.6)
+    matches = f"close matches: {', '.join(close)}" if close else "no close match"
+    raise BackboneError(f"{problem}; {matches} ({len(variants)} variants in all)")
 
 
 def weights_cache_path(url: str) -> Path:
@@ -108,7 +119,7 @@ def smallest_input(build: Builder, kwargs: dict, in_channels: int, upper: int) -
             network = build(**{**kwargs, "image_size": size, "pretrained": False}).eval()
             try:
                 network(torch.empty(1, in_channels, size, size))
-            except RuntimeError:
+            except SIZE_ERRORS:
                 return False
         return True
 
@@ -144,7 +155,7 @@ def build_checked(build: Builder, **kwargs) -> nn.Module:
         probe = build(**{**kwargs, "pretrained": False}).eval()
     try:
         probe(torch.empty(1, in_channels, image_size, image_size, device="meta"))
-    except RuntimeError as error:
+    except SIZE_ERRORS as error:
         minimum = smallest_input(build, kwargs, in_channels, upper=1024)
         allowed = f"at least {minimum}" if minimum else "larger"
         raise BackboneError(

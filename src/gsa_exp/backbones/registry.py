@@ -33,12 +33,12 @@ class Stage:
 
 @dataclass(frozen=True)
 class BackboneFamily:
-    """What the generic adapter needs to know about one torchvision family."""
+    """What the generic adapter needs to know about one family (torchvision's, or timm's models)."""
 
     name: str  # the config choice: backbone=<name>
-    variants: tuple[str, ...]  # torchvision model names (backbone.variant)
+    variants: tuple[str, ...] | Callable[[], tuple[str, ...]]  # model names (backbone.variant), or where to read them
     network: Callable[..., nn.Module]  # (variant, pretrained, image_size, **options) -> ImageNet-shaped network
-    first_conv: str  # dotted path of the convolution that sees the image
+    first_conv: str | Callable[[nn.Module], str]  # dotted path of the convolution that sees the image
     heads: tuple[str, ...] | Callable[[nn.Module], tuple[str, ...]]  # paths of the final linear layers
     # (main head first; absent ones, such as heads the options removed, are skipped)
     stages: Callable[[nn.Module], tuple[Stage, ...]]  # the built network's stages, in forward order
@@ -46,6 +46,8 @@ class BackboneFamily:
     small_stem: Literal["replace", "keep"] = "replace"  # small stem: a fresh 3x3 stride-1 first convolution,
     # or keep the first convolution (it already is one, as in VGG) and only drop the pools
     order: int = 100  # position in tables and plots: the paper's four first, newer families after
+    native_io: bool = False  # the network takes in_channels and num_classes itself (timm adapts its first
+    # convolution and builds its head); the adapter then replaces neither
 
 
 BACKBONES: Registry[BackboneFamily] = Registry("backbone", BackboneError)
@@ -86,7 +88,7 @@ def create_backbone(
     family = backbone_family(name)
     declared = schema_for("backbone", name) or BackboneOptions  # a family with no options of its own
     check_options(declared, dict(variant=variant, pretrained=pretrained, stem=stem, **options), BackboneError)
-    check_variant(name, variant, family.variants)
+    check_variant(name, variant, family.variants() if callable(family.variants) else family.variants)
     return build_checked(
         partial(assemble, family),
         variant=variant,

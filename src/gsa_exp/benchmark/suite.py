@@ -62,6 +62,9 @@ class Settings:
     batch_size: int = 32
     backbones: tuple[str, ...] = paper_grid_backbones()  # by default the paper grid's, which the estimate is for
     attentions: tuple[str, ...] = ()  # variants compared with none besides global (--attentions)
+    # timm models measured like the backbones, as backbone=timm backbone.variant=<name> (--timm): a ViT shows
+    # global attention's cost beside a transformer, whose step costs more per pixel than a small CNN's
+    timm_variants: tuple[str, ...] = ("vit_tiny_patch16_224",)
     step_rounds: int = 9  # interleaved rounds for the headline (ResNet-18) step and eval figures
     backbone_rounds: int = 3  # rounds for the other backbones' figures
     infer_round_factor: int = 3  # eval forwards are ~3x cheaper than steps: as many rounds x this, same time
@@ -133,16 +136,23 @@ def compared_attentions(settings: Settings) -> tuple[str, ...]:
     return (TARGET_ATTENTION, *(name for name in settings.attentions if name != TARGET_ATTENTION))
 
 
+def measured_backbones(settings: Settings) -> dict[str, list[str]]:
+    """Each measured row's name (the key suffix) and its backbone overrides: the families, then the timm models."""
+    rows = {backbone: [f"backbone={backbone}"] for backbone in settings.backbones}
+    return rows | {f"timm_{name}": ["backbone=timm", f"backbone.variant={name}"] for name in settings.timm_variants}
+
+
 def attention_overhead(
-    backbone: str, datamodule: ArrayDataModule, settings: Settings, rounds: int
+    backbone: list[str], datamodule: ArrayDataModule, settings: Settings, rounds: int
 ) -> dict[str, dict[str, list[float]]]:
-    """Interleaved training-step and eval-forward times of attention=none and each compared variant."""
+    """Interleaved training-step and eval-forward times of attention=none and each compared variant
+    (``backbone``: the overrides that choose the backbone)."""
     device = torch.device(settings.device)
     functions = {}
     backbone_weights = None
     for attention in (BASELINE, *compared_attentions(settings)):
         torch.manual_seed(0)
-        cfg = compose_train_config([*data_overrides(settings), f"backbone={backbone}", f"attention={attention}"])
+        cfg = compose_train_config([*data_overrides(settings), *backbone, f"attention={attention}"])
         model = prepared_model(cfg, datamodule, device)
         if backbone_weights is None:
             backbone_weights = model.backbone.state_dict()
@@ -248,11 +258,12 @@ def attention_and_loader(settings: Settings, progress: Callable[[str], None]) ->
     progress("building the data set")
     cfg = compose_train_config(data_overrides(settings))
     datamodule = build_datamodule(cfg.dataset, "fit")
-    for backbone in sorted(settings.backbones, key=lambda name: name != HEADLINE_BACKBONE):
+    rows = measured_backbones(settings)
+    for backbone in sorted(rows, key=lambda name: name != HEADLINE_BACKBONE):
         headline = backbone == HEADLINE_BACKBONE
         rounds = settings.step_rounds if headline else settings.backbone_rounds
         progress(f"attention overhead: {backbone} ({rounds} interleaved rounds)")
-        samples = attention_overhead(backbone, datamodule, settings, rounds)
+        samples = attention_overhead(rows[backbone], datamodule, settings, rounds)
         for kind, label in (("train", "train_step"), ("infer", "infer")):
             for attention in compared_attentions(settings):
                 key = f"{label}_ratio_{attention}_vs_{BASELINE}"

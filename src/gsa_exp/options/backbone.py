@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from gsa_exp.option_schema import InRange, OneOf, Options
+from gsa_exp.option_schema import AtLeast, InRange, NullMeans, OneOf, Options
 from gsa_exp.options import declares
 
 STEMS = ("auto", "small", "imagenet")
@@ -46,3 +46,11 @@ class EfficientNetOptions(BackboneOptions):
 @dataclass(frozen=True)
 class ConvNeXtOptions(BackboneOptions):
     stochastic_depth_prob: Annotated[float, DROPOUT]
+
+
+@declares("backbone", "timm")
+@dataclass(frozen=True)
+class TimmOptions(BackboneOptions):
+    # variant: any name of timm.list_models(), a pretrained tag after a dot (checked by the family)
+    patch_size: Annotated[int | None, AtLeast(1), NullMeans("the model's own")]  # models with patches (ViTs)
+    drop_path_rate: Annotated[float | None, DROPOUT, NullMeans("the model's own")]  # stochastic depth in training
