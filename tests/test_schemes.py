@@ -246,3 +246,10 @@ def test_medmnists_evaluator_scores_the_schemes_predictions_as_metrics_json(tmp_
         assert (tmp_path / "eval" / "predictions_test.csv").read_text() == (
             tmp_path / "run" / "predictions_test.csv"
         ).read_text()
+
+
+def test_tensorboards_hparams_name_the_scheme_and_its_options():
+    from gsa_exp.training.outputs import flat_hparams
+
+    flat = flat_hparams(compose_config(["scheme=knn", "scheme.k=7"]))
+    assert (flat["scheme.name"], flat["scheme.k"], flat["scheme.metric"]) == ("knn", 7, "cosine")
