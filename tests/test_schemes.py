@@ -170,6 +170,7 @@ def test_multilabel_votes_are_per_label_fractions_and_k_beyond_the_bank_is_refus
         (["scheme=knn", "attention=local"], "attention='local': scheme=knn takes no gradient step"),
         (["scheme=knn", "attention=global_batch"], "attention='global_batch': scheme=knn takes no gradient step"),
         (["scheme=knn", "attention.classifier.init=constant"], "attention.classifier.init='constant': scheme=knn"),
+        (["scheme=knn", "attention.bank.source=batch"], "attention.bank.source='batch': scheme=knn takes no"),
         (["scheme=linear_probe", "attention=local", "attention.placement=stages"], "attention.placement='stages': "),
         (["scheme=knn", "attention=none", "monitor.metric=val/loss"], "monitor.metric='val/loss': this run logs val/"),
         (["scheme=knn", "attention=none", "trainer=ddp"], "trainer.devices=2: scheme=knn builds its feature bank"),

@@ -135,12 +135,16 @@ def validate_scheme(cfg: DictConfig, backbone: Any, attention: Any) -> None:
     if scheme not in FROZEN_SCHEMES:
         return
     if scheme == KNN and not attention.meaningful_untrained:
-        init = _value(cfg, "attention.classifier.init")
-        key, value = ("attention.classifier.init", init) if _value(cfg, "attention.name") == "global" else (
-            "attention", _value(cfg, "attention.name"))  # fmt: skip
+        key = "attention"  # the variant; for global, the option that made its map a learned one
+        if _value(cfg, "attention.name") == "global":
+            key = (
+                "attention.bank.source"
+                if _value(cfg, "attention.bank.source") == "batch"
+                else "attention.classifier.init"
+            )
         _fail(
             key,
-            value,
+            _value(cfg, f"{key}.name" if key == "attention" else key),
             "scheme=knn takes no gradient step, so this learned map would stay at its uniform start "
             "sigmoid(init_bias) (every pixel weighed alike); use attention=none, or attention=global with "
             "attention.classifier.init=class_contrast (its map fitted from the training split without gradients)",
