@@ -34,16 +34,19 @@ def make_job(
     variant: str | None = None,
     extra: tuple[str, ...] = (),
     files: dict[str, str] | None = None,
+    scheme: str | None = None,
+    image_size: int = 32,
 ) -> Path:
-    """A job directory as Hydra and train.py leave it."""
+    """A job directory as Hydra and train.py leave it (``scheme`` None: a config from before the schemes)."""
     overrides = [f"backbone={backbone}", f"attention={attention}", f"seed={seed}", *extra]
     job = sweep / f"{number}_{','.join(sorted(overrides))}"
     (job / ".hydra").mkdir(parents=True)
     variant_line = f"  variant: {variant}\n" if variant else ""
+    scheme_lines = f"scheme:\n  name: {scheme}\n" if scheme else ""
     (job / ".hydra" / "config.yaml").write_text(
-        f"task_name: train\nseed: {seed}\ndataset:\n  name: {dataset}\n  image_size: 32\n"
+        f"task_name: train\nseed: {seed}\ndataset:\n  name: {dataset}\n  image_size: {image_size}\n"
         f"backbone:\n  name: {backbone}\n{variant_line}attention:\n  name: {attention}\n"
-        "  bank:\n    seed: ${seed}\n"
+        "  bank:\n    seed: ${seed}\n" + scheme_lines
     )
     (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
     if metrics is not None:  # a finished job: its metrics, and the status the job's end records

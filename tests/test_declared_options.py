@@ -19,8 +19,14 @@ from gsa_exp.data import list_sources
 from gsa_exp.option_schema import AtLeast, InRange, Odd, OneOf, Rule, rules
 from gsa_exp.options import declared, schema_for
 from gsa_exp.options.data import AugmentOptions
+from gsa_exp.options.scheme import SCHEMES
 
-CHOICES = {"attention": list_attention(), "backbone": list(list_backbones()), "dataset": list_sources()}
+CHOICES = {
+    "attention": list_attention(),
+    "backbone": list(list_backbones()),
+    "dataset": list_sources(),
+    "scheme": list(SCHEMES),
+}
 SELECTION_KEYS = {"_target_", "name"}  # how a YAML picks the component, not its options
 
 
@@ -109,7 +115,7 @@ def test_a_bad_value_of_every_declared_option_is_refused_before_work(select, pat
 
 def test_the_options_are_enumerated_for_every_group():
     groups = {case[1].split(".")[0] for case in every_declared_option()}
-    assert groups == {"attention", "backbone", "dataset", "callbacks"}
+    assert groups == {"attention", "backbone", "dataset", "callbacks", "scheme"}
     assert len(every_declared_option()) > 60
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUIET, TINY_DATA, compose_config, run_script
+from conftest import CONF, QUIET, TINY_DATA, compose_config, run_script
 
 
 def test_paper_grid_composes_with_the_medmnist_protocol():
@@ -145,3 +145,44 @@ def test_the_parallel_launcher_runs_sweep_jobs_at_once_each_in_its_own_directory
     assert sorted(record["status"] for record in records) == ["completed", "completed"]
     run_dirs = {Path(record["run_dir"]) for record in records}
     assert len(run_dirs) == 2 and all((run_dir / "metrics.json").is_file() for run_dir in run_dirs)
+
+
+def test_medmnist_plus_sweeps_sets_resolutions_models_schemes_and_attention():
+    grid = sweep_grid("medmnist_plus")
+    assert len(grid["dataset.source.flag"]) == 12 and grid["dataset.source.size"] == ["28", "64", "128", "224"]
+    assert grid["scheme"] == ["end_to_end", "linear_probe", "knn"] and grid["attention"] == ["none", "global"]
+    medmnist_plus_models = sorted(path.stem for path in (CONF / "backbone" / "medmnist_plus").glob("*.yaml"))
+    assert sorted(grid["backbone"]) == [f"medmnist_plus/{name}" for name in medmnist_plus_models]
+    assert len(medmnist_plus_models) == 9  # MedMNIST+'s 10 models but AlexNet, which timm lacks
+    assert all((CONF / "backbone" / f"{choice}.yaml").is_file() for choice in grid["backbone"])
+    cfg = compose_config(["experiment=medmnist_plus", "scheme=knn"])
+    assert cfg.backbone.pretrained and cfg.backbone.stem == "imagenet" and cfg.dataset.image_size == 224
+    assert cfg.dataset.source.as_rgb and list(cfg.dataset.normalize.mean) == [0.485, 0.456, 0.406]
+    assert cfg.scheme.k == 11 and cfg.optimizer.lr == 0.0001 and cfg.monitor.metric == "val/auroc"
+    smoke = sweep_grid("medmnist_plus_smoke")
+    assert {key: smoke[key] for key in ("scheme", "attention")} == {key: grid[key] for key in ("scheme", "attention")}
+
+
+@pytest.mark.slow
+def test_medmnist_plus_smoke_runs_every_scheme_and_its_summary_groups_by_scheme_and_resolution(tmp_path):
+    sweep_dir = tmp_path / "grid"
+    result = run_script(
+        "train.py", "-m", "experiment=medmnist_plus_smoke", f"hydra.sweep.dir={sweep_dir}", timeout=1200
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    statuses = [json.loads(line)["status"] for line in (sweep_dir / "sweep_status.jsonl").read_text().splitlines()]
+    assert statuses == ["completed"] * 12
+    knn_runs = sorted(sweep_dir.glob("*scheme=knn*"))
+    assert len(knn_runs) == 4 and all("test/loss" not in json.loads((r / "metrics.json").read_text()) for r in knn_runs)
+    summary = run_script("scripts/summarize.py", str(sweep_dir))
+    assert summary.returncode == 0, summary.stderr
+    rows = list(csv.DictReader((sweep_dir / "results.csv").open()))
+    groups = {(r["scheme"], r["resolution"]) for r in rows if r["metric"] == "test/acc"}
+    assert groups == {(s, f"{px} px") for s in ("end_to_end", "linear_probe", "knn") for px in (28, 32)}
+    report = (sweep_dir / "results.md").read_text()
+    assert "Job directories: 12 (12 finished, 0 failed, 0 unfinished)" in report
+    table = [line for line in report.split("## test/acc")[1].split("##")[0].splitlines() if line.startswith("| resnet")]
+    assert [line.split(" | ")[0] for line in table] == [
+        f"| resnet [{s}, {px} px]" for s in ("end_to_end", "linear_probe", "knn") for px in (28, 32)
+    ]
+    assert all("(n=1)" in line and "—" not in line for line in table)  # none, global and Δ in each group

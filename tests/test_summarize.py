@@ -251,3 +251,51 @@ def test_the_expected_grid_is_the_basic_sweepers_own():
     parsed = OverridesParser.create().parse_overrides(arguments)
     expected = [tuple(batch) for batch in BasicSweeper.split_arguments(parsed, None)[0]]
     assert grid_combinations(parsed) == expected and len(expected) == 2 * 2 * 2
+
+
+def test_schemes_and_resolutions_group_the_rows_and_global_meets_none_within_each_group(tmp_path: Path):
+    sweep, number = tmp_path / "sweep", 0
+    for scheme in ("knn", "end_to_end"):  # written out of order: end_to_end comes first, as in conf/scheme/
+        for size in (64, 28):
+            for attention in ("none", "global"):
+                for seed in (0, 1):
+                    acc = 0.5 + 0.2 * (scheme == "end_to_end") + 0.1 * (size == 64) + 0.05 * (attention == "global")
+                    overrides = (f"scheme={scheme}", f"dataset.image_size={size}")
+                    metrics = {"test/acc": acc + 0.01 * seed, "test/auroc": acc}
+                    make_job(sweep, number, "resnet", attention, seed, metrics, scheme=scheme, image_size=size,
+                             extra=overrides)  # fmt: skip
+                    number += 1
+    summary = summarize(load_sweep(sweep))
+    markdown = render_markdown(summary)
+    assert table(markdown, "test/acc")[2:] == [
+        "| resnet [end_to_end, 28 px] | 0.705 ± 0.007 (n=2) | 0.755 ± 0.007 (n=2) | +0.050 |",
+        "| resnet [end_to_end, 64 px] | 0.805 ± 0.007 (n=2) | 0.855 ± 0.007 (n=2) | +0.050 |",
+        "| resnet [knn, 28 px] | 0.505 ± 0.007 (n=2) | 0.555 ± 0.007 (n=2) | +0.050 |",
+        "| resnet [knn, 64 px] | 0.605 ± 0.007 (n=2) | 0.655 ± 0.007 (n=2) | +0.050 |",
+    ]
+    assert "the sweep also varies" not in markdown  # scheme and resolution are the rows, not a setting
+    # every comparison pairs the two seeds of one (scheme, resolution) group: Δ is +0.05 in each, never mixed
+    pairs = {(c.question.row[:2], c.question.metric) for c in summary.comparisons}
+    assert pairs == {(group, metric) for group in [("end_to_end", "28 px"), ("end_to_end", "64 px"),
+                                                   ("knn", "28 px"), ("knn", "64 px")]
+                     for metric in ("test/acc", "test/auroc")}  # fmt: skip
+    for comparison in summary.comparisons:
+        assert [run.seed for run in comparison.question.none] == [0, 1]
+        values = [run.value for run in comparison.question.global_], [run.value for run in comparison.question.none]
+        assert all(math.isclose(g - n, 0.05) for g, n in zip(*values))
+    rows = [r for r in csv_rows(summary) if r["attention"] == "none" and r["metric"] == "test/auroc"]
+    assert [(r["scheme"], r["resolution"], round(float(r["mean"]), 6)) for r in rows] == [
+        ("end_to_end", "28 px", 0.7),
+        ("end_to_end", "64 px", 0.8),
+        ("knn", "28 px", 0.5),
+        ("knn", "64 px", 0.6),
+    ]
+
+
+def test_data_sets_of_their_own_sizes_and_one_scheme_keep_the_plain_rows(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    for number, (dataset, size) in enumerate([("pneumoniamnist", 28), ("fer2013", 48)]):
+        make_job(sweep, number, "resnet", "none", 0, {"test/acc": 0.5, "test/auroc": 0.5}, dataset=dataset,
+                 image_size=size, scheme="linear_probe")  # fmt: skip
+    summary = summarize(load_sweep(sweep))
+    assert [summary.row_labels[row] for row in summary.rows] == ["resnet"]

@@ -26,6 +26,14 @@ class SpatialAttention(nn.Module):
     needs_training_data: bool = False
     #: The attention's learning rate is the optimiser's times this (its own parameter group).
     lr_multiplier: float = 1.0
+    #: True when the module adds weights inside the backbone (``attach``), which a frozen backbone would then train.
+    acts_inside_backbone: bool = False
+
+    @property
+    def meaningful_untrained(self) -> bool:
+        """Whether the module means something without a gradient step (``scheme=knn`` takes none):
+        the identity does; a learned map would stay at its uniform start."""
+        return True
 
     @property
     def fixed_batch_size(self) -> int | None:

@@ -67,6 +67,11 @@ class GlobalSpatialAttention(LearnedMapAttention):
         self._cached_map: tuple[tuple, Tensor] | None = None
         self.register_load_state_dict_post_hook(_mark_bank_ready)
 
+    @property
+    def meaningful_untrained(self) -> bool:
+        """With ``init=class_contrast`` the map is fitted from the training split before any step."""
+        return self.classifier_options.init == "class_contrast"
+
     # -- data -------------------------------------------------------------------------
     def prepare(self, images: Tensor, labels: Tensor) -> None:
         if tuple(images.shape[-2:]) != (self.image_size, self.image_size):

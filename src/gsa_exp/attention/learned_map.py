@@ -63,6 +63,10 @@ class LearnedMapAttention(SpatialAttention):
         self.freeze_after_epochs = gate.freeze_after_epochs
         self._step_maps: list[Tensor] = []  # the spatial maps of the current training step
 
+    @property
+    def meaningful_untrained(self) -> bool:
+        return False  # its weights start at zero: every gate a uniform sigmoid(init_bias)
+
     def shared_map(self) -> Tensor | None:
         return None
 

@@ -38,6 +38,7 @@ class LocalStageAttention(LocalMapAttention):
     """CBAM blocks after every backbone stage; the image itself passes unchanged."""
 
     placement = "stages"
+    acts_inside_backbone = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 from functools import partial
 
+from gsa_exp.backbones.adapter import classifier_path
 from gsa_exp.backbones.common import BackboneError, split_outputs
 from gsa_exp.backbones.registry import (
     BackboneFamily,
@@ -35,6 +36,7 @@ __all__ = [
     "BackboneFamily",
     "Stage",
     "backbone_family",
+    "classifier_path",
     "create_backbone",
     "list_backbones",
     "register_backbone",

@@ -23,6 +23,7 @@ from gsa_exp.model.names import METRIC_NAMES
 from gsa_exp.option_schema import check_options
 from gsa_exp.options import schema_for
 from gsa_exp.options.data import AugmentOptions, LoaderOptions
+from gsa_exp.options.scheme import FROZEN_SCHEMES, KNN, SCHEMES
 
 
 class ConfigError(CompactHydraException, ValueError):
@@ -111,7 +112,8 @@ def _component_error(key: str, error: BaseException) -> ConfigError:
 
 
 def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
-    """Build backbone and attention on the meta device: every option checked, no memory used."""
+    """Build backbone and attention on the meta device: every option checked, no memory used; then
+    whether the training scheme can use them."""
     import torch  # imported here: the checks before this one answer a mistyped value without loading torch
 
     with torch.device("meta"):
@@ -124,6 +126,73 @@ def _dry_build(cfg: DictConfig, image_size: int, channels: int) -> None:
             attention.attach(backbone)  # local attention with placement=stages hooks into the backbone
         except Exception as error:
             raise _component_error("attention", error) from error
+    validate_scheme(cfg, backbone, attention)
+
+
+def validate_scheme(cfg: DictConfig, backbone: Any, attention: Any) -> None:
+    """The combinations a training scheme refuses, and why (docs/method.md, "Training schemes")."""
+    scheme = _value(cfg, "scheme.name") or "end_to_end"
+    if scheme not in FROZEN_SCHEMES:
+        return
+    if scheme == KNN and not attention.meaningful_untrained:
+        key = "attention"  # the variant; for global, the option that made its map a learned one
+        if _value(cfg, "attention.name") == "global":
+            key = (
+                "attention.bank.source"
+                if _value(cfg, "attention.bank.source") == "batch"
+                else "attention.classifier.init"
+            )
+        _fail(
+            key,
+            _value(cfg, f"{key}.name" if key == "attention" else key),
+            "scheme=knn takes no gradient step, so this learned map would stay at its uniform start "
+            "sigmoid(init_bias) (every pixel weighed alike); use attention=none, or attention=global with "
+            "attention.classifier.init=class_contrast (its map fitted from the training split without gradients)",
+        )
+    if attention.acts_inside_backbone:
+        _fail(
+            "attention.placement",
+            _value(cfg, "attention.placement"),
+            f"scheme={scheme} keeps the backbone's features as they are, but blocks between its stages are new "
+            "weights inside it that change them (that is adapter tuning, not a probe); use attention.placement=input "
+            "(the map before the frozen backbone) or scheme=end_to_end",
+        )
+    fresh = getattr(backbone, "fresh_modules", ())
+    if fresh and _value(cfg, "backbone.pretrained"):
+        _fail(
+            "backbone.stem",
+            _value(cfg, "backbone.stem"),
+            f"with scheme={scheme} and backbone.pretrained=true the small stem (stem=auto picks it up to 64 px) "
+            f"replaces the pretrained {fresh[0]} by a new convolution that would never train; "
+            "set backbone.stem=imagenet, or scheme=end_to_end",
+        )
+    if scheme == KNN and (
+        "ddp" in str(_value(cfg, "trainer.strategy")) or _value(cfg, "trainer.devices") not in (1, "1")
+    ):
+        _fail(
+            "trainer.devices",
+            _value(cfg, "trainer.devices"),
+            "scheme=knn builds its feature bank in one process (each process would see part of the training "
+            "split); use trainer=default or trainer=gpu (one device)",
+        )
+
+
+def scheme_warning(cfg: DictConfig) -> str | None:
+    """A frozen-feature scheme on random weights runs (the tests need it offline) but measures random features."""
+    scheme = _value(cfg, "scheme.name")
+    if scheme in FROZEN_SCHEMES and _value(cfg, "backbone.pretrained") is False:
+        return (
+            f"scheme={scheme} with backbone.pretrained=false: the frozen features are those of random weights "
+            "(a random-feature baseline); MedMNIST+ probes pretrained ones (backbone.pretrained=true)"
+        )
+    return None
+
+
+def validate_scheme_name(cfg: DictConfig) -> None:
+    """``scheme.name`` set by hand to a scheme that does not exist."""
+    name = _value(cfg, "scheme.name")
+    if name is not None and name not in SCHEMES:
+        _fail("scheme.name", name, f"allowed: {', '.join(SCHEMES)}")
 
 
 def validate_batch_bank(cfg: DictConfig) -> None:
@@ -154,9 +223,10 @@ def validate_batch_bank(cfg: DictConfig) -> None:
 
 
 def logged_metrics(cfg: DictConfig) -> set[str]:
-    """Every metric a training run logs and a checkpoint callback can monitor."""
-    names = {f"val/{name}" for name in (*METRIC_NAMES, "loss")}
-    names |= {f"train/{name}" for name in METRIC_NAMES} | {"train/loss_epoch"}
+    """Every metric a training run logs and a checkpoint callback can monitor (``knn``: no loss, no training metrics)."""
+    names = {f"val/{name}" for name in METRIC_NAMES}
+    if _value(cfg, "scheme.name") != KNN:
+        names |= {"val/loss"} | {f"train/{name}" for name in METRIC_NAMES} | {"train/loss_epoch"}
     synthetic = _value(cfg, "dataset.source.name") == "synthetic"
     if synthetic and _value(cfg, "attention.name") != "none":
         names.add("val/map_auroc")  # only generated data know where their class signal lives
@@ -164,7 +234,7 @@ def logged_metrics(cfg: DictConfig) -> set[str]:
 
 
 # Where each component group's chosen node lives, and the key of the node that names the choice.
-COMPONENT_NODES = {"attention": "attention", "backbone": "backbone", "dataset": "dataset.source"}
+COMPONENT_NODES = {"attention": "attention", "backbone": "backbone", "dataset": "dataset.source", "scheme": "scheme"}
 
 
 def check_components(cfg: DictConfig) -> None:
@@ -193,6 +263,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     checks across keys, then the components built on the meta device."""
     for group, schema in {**TRAIN_GROUPS, "dataset": LoaderOptions}.items():  # no torch: answered at once
         check_group(cfg, group, schema)
+    validate_scheme_name(cfg)
     check_components(cfg)
     validate_speed_options(cfg)
     allowed = logged_metrics(cfg)

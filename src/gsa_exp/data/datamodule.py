@@ -97,6 +97,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self._info: DataInfo | None = None
         self._train_batches_to_skip = 0  # set when resuming mid-epoch from a checkpoint
         self.on_device, self.memory_share, self.pad_eval_batches = False, 1.0, False  # see configure_batches
+        self.train_in_order = False
         self.memory_share_option = "device_memory_share"
         self._device_splits: dict[str, Split] | None = None
 
@@ -161,6 +162,7 @@ class ArrayDataModule(pl.LightningDataModule):
         memory_share: float,
         pad_eval_batches: bool,
         memory_share_option: str = "device_memory_share",
+        train_in_order: bool = False,
     ) -> None:
         """The ``performance`` settings that shape batches.
 
@@ -171,8 +173,12 @@ class ArrayDataModule(pl.LightningDataModule):
         ``pad_eval_batches``: short evaluation batches are completed to ``eval_batch_size`` and
         the completion is discarded after the forward, so a compiled
         model sees one shape (``on_after_batch_transfer``).
+        ``train_in_order``: the training loader reads the split as the evaluation loaders read
+        theirs (in order, every image once, unaugmented, in evaluation batches): a pass that
+        stores features (``scheme=knn``), not one that learns.
         """
         self.on_device, self.memory_share, self.pad_eval_batches = on_device, memory_share, pad_eval_batches
+        self.train_in_order = train_in_order
         self.memory_share_option = memory_share_option
 
     def _train_sampler(self, size: int) -> EpochShuffleSampler:
@@ -221,7 +227,7 @@ class ArrayDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        return self._loader("train", train=not self.train_in_order)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
@@ -259,7 +265,7 @@ class ArrayDataModule(pl.LightningDataModule):
         Padded batches are (images, labels, count): the model keeps the first ``count`` outputs.
         """
         images, labels = batch
-        training = self.trainer is not None and self.trainer.training
+        training = self.trainer is not None and self.trainer.training and not self.train_in_order
         count = images.shape[0]
         if not training and self.pad_eval_batches and count < self.eval_batch_size:
             padding = self.eval_batch_size - count

@@ -23,8 +23,11 @@ from gsa_exp.model.confusion import (
     recall_keys,
 )
 from gsa_exp.model.instantiate import instantiate_component
+from gsa_exp.model.knn import NeighbourVote
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
+from gsa_exp.model.schemes import HeadInput, freeze_backbone, hold_in_eval, scheme_name
+from gsa_exp.options.scheme import FROZEN_SCHEMES, KNN
 
 log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
@@ -43,6 +46,9 @@ class ImageClassifier(pl.LightningModule):
     blocks there and register forward hooks on the stage modules; the others do nothing.
     The blocks belong to the attention module (its parameter group, ``attention.`` keys in
     the state dict), and the hooks are registered again whenever the model is rebuilt.
+
+    ``scheme`` decides what trains: everything (``end_to_end``), the main head and the attention
+    (``linear_probe``), or nothing (``knn``: the scores are the votes of ``neighbours``).
     """
 
     def __init__(
@@ -56,6 +62,7 @@ class ImageClassifier(pl.LightningModule):
         monitor: dict[str, str],
         data_info: dict[str, Any],
         scheduler_interval: str = "epoch",  # checkpoints whose hyper-parameters lack it stepped every epoch
+        scheme: dict[str, Any] | None = None,  # checkpoints whose hyper-parameters lack it trained end to end
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -71,6 +78,15 @@ class ImageClassifier(pl.LightningModule):
             image_size=info.image_size,
         )
         self.attention.attach(self.backbone)
+        self.scheme = scheme_name(scheme)
+        self.trained_head = freeze_backbone(self.backbone, self.scheme)  # None: every weight trains, or none
+        self.neighbours: NeighbourVote | None = None
+        if self.scheme == KNN:
+            self.requires_grad_(False)
+            self.neighbours = NeighbourVote(
+                k=scheme["k"], metric=scheme["metric"], task=info.task, num_classes=info.num_classes
+            )
+            self.head_input = HeadInput(self.backbone)
         self.channels_last = False  # performance.channels_last (see optimize_for_speed)
         self._compile_options: dict[str, Any] | None = None  # performance.compile (see optimize_for_speed)
         self._compiled_methods: dict[str, Any] = {}
@@ -100,6 +116,7 @@ class ImageClassifier(pl.LightningModule):
         # module's own hook, which Lightning calls for weights-only checkpoints too (callback
         # hooks are skipped there), so eval.py and plot_attention.py can always rebuild the data.
         self.run_config: dict[str, Any] | None = None
+        self.train()  # Lightning trains a model in the mode it finds it in: a frozen backbone starts in eval mode
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is not None:
@@ -108,6 +125,14 @@ class ImageClassifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.run_config is None:  # a resumed run keeps its own config
             self.run_config = checkpoint.get(RUN_CONFIG_KEY)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        """A frozen backbone stays in eval mode (BatchNorm statistics unchanged); with ``knn`` all of the model does."""
+        mode = mode and self.neighbours is None
+        super().train(mode)
+        if self.scheme in FROZEN_SCHEMES:
+            hold_in_eval(self.backbone, self.trained_head, mode)
+        return self
 
     # -- inference --------------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor | tuple:
@@ -167,7 +192,10 @@ class ImageClassifier(pl.LightningModule):
         return logits
 
     def _main_logits(self, images: Tensor) -> Tensor:
+        """The main head's logits; with ``knn``, the neighbours' vote fractions in their place."""
         logits, _ = split_outputs(self(images))
+        if self.neighbours is not None:
+            return self.neighbours.scores(self.head_input.take())
         return logits
 
     def reset_eval_context(self) -> None:
@@ -175,6 +203,8 @@ class ImageClassifier(pl.LightningModule):
         self.attention.reset_eval_context()
 
     def probabilities(self, logits: Tensor) -> Tensor:
+        if self.neighbours is not None:  # vote fractions already
+            return logits
         return logits.softmax(dim=1) if self.data_info.task == MULTICLASS else logits.sigmoid()
 
     def metric_targets(self, labels: Tensor) -> Tensor:
@@ -195,7 +225,10 @@ class ImageClassifier(pl.LightningModule):
             loss = loss + penalty
         return loss, logits.detach()
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor | None:
+        if self.neighbours is not None:
+            self._store_features(batch)
+            return None
         images, labels = batch
         if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()  # a new step: the last step's graph outputs may be reused
@@ -222,6 +255,14 @@ class ImageClassifier(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True)
         return loss
 
+    @torch.no_grad()
+    def _store_features(self, batch: tuple[Tensor, ...]) -> None:
+        """``knn``'s step: the head's input for each training image goes into the bank (padding left out)."""
+        images, labels, *padded = batch
+        count = padded[0] if padded else images.shape[0]
+        self(images)
+        self.neighbours.add(self.head_input.take()[:count], labels[:count])
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Reads the non-finite-loss record every ``trainer.log_every_n_steps`` batches and after an epoch's last."""
         done = batch_idx + 1
@@ -240,22 +281,30 @@ class ImageClassifier(pl.LightningModule):
         metrics.update(probabilities, targets)
         self.confusion[stage].update(probabilities, targets)
         self._evaluated.setdefault(stage, []).append((probabilities.detach(), targets))
-        self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
+        if self.neighbours is None:  # votes have no loss
+            self.log(f"{stage}/loss", self.criterion(logits, labels), on_epoch=True, sync_dist=True, batch_size=count)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        if self.neighbours is not None and self.trainer.sanity_checking:
+            return  # the bank is filled by the training pass that follows
         self._evaluate(batch, self.val_metrics, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_train_epoch_start(self) -> None:
+        if self.neighbours is not None:
+            self.neighbours.clear()  # one whole pass fills the bank
         self._train_outputs = []
         self._nonfinite_watch.reset()
         self.attention.on_train_epoch_start(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
-        """The epoch's training metrics: one update with every step's outputs, logged once."""
+        """The epoch's training metrics: one update with every step's outputs, logged once. ``knn``'s
+        bank is complete after one pass (validated already): training stops there."""
+        if self.neighbours is not None:
+            self.trainer.should_stop = True
         if self._train_outputs:
             probabilities, targets = (torch.cat(parts) for parts in zip(*self._train_outputs))
             self._train_outputs = []
@@ -328,9 +377,11 @@ class ImageClassifier(pl.LightningModule):
         The attention's group learns at ``lr x attention.lr_multiplier``; ``scheduler_interval``
         and ``monitor.metric`` tell Lightning when and on what the scheduler steps.
         """
+        if self.neighbours is not None:
+            return None  # knn: nothing to optimise
         base_lr = self.hparams.optimizer["lr"]
-        groups = [
-            {"params": list(self.backbone.parameters())},
+        groups = [  # linear_probe: the main head is the backbone's only weight that trains
+            {"params": [parameter for parameter in self.backbone.parameters() if parameter.requires_grad]},
             {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
         ]
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")([g for g in groups if g["params"]])

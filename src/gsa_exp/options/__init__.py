@@ -39,4 +39,4 @@ def declared() -> dict[str, type]:
     return {key: SCHEMAS.get(key) for key in SCHEMAS.names()}
 
 
-from gsa_exp.options import attention, backbone, callbacks, data  # noqa: E402,F401  (each declares its schemas)
+from gsa_exp.options import attention, backbone, callbacks, data, scheme  # noqa: E402,F401  (each declares its schemas)

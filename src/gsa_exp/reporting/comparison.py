@@ -60,7 +60,7 @@ class Question:
     """One backbone row x data set x metric, with every job of its none and global cells."""
 
     dataset: str
-    row: tuple[str, str, str]  # (backbone, variant, setting)
+    row: tuple[str, ...]  # (scheme, resolution, backbone, variant, setting), as reporting.jobs.Row
     row_label: str
     metric: str
     none: tuple[Run, ...]

@@ -1,5 +1,9 @@
 """Reading a sweep directory into job records: each job's cell, metrics, and why it did not finish.
 
+A job's row is (scheme, resolution, backbone, variant, setting): the training scheme and the
+data's resolution name a row only in sweeps that vary them (MedMNIST+'s grid), so rows of one
+scheme and resolution stay together and global is compared with none within them.
+
 A job's state is finished, failed, killed or unfinished (the rules: docs/statistics.md); no
 job is dropped.
 """
@@ -24,7 +28,20 @@ CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 MULTIRUN_FILE = "multirun.yaml"
 # Override keys already represented by the grid (or pooled on purpose: the seed).
-GRID_KEYS = frozenset({"dataset", "backbone", "attention", "backbone.variant", "seed"})
+GRID_KEYS = frozenset(
+    {
+        "dataset",
+        "backbone",
+        "attention",
+        "backbone.variant",
+        "seed",
+        "scheme",
+        "dataset.image_size",
+        "dataset.source.size",
+    }
+)
+DEFAULT_SCHEME = "end_to_end"  # runs written before the schemes trained end to end
+Row = tuple[str, str, str, str, str]  # (scheme, resolution, backbone, variant, setting); "" = not varied
 NOT_FAILED_STATUSES = frozenset({"completed", "finished", "success", "succeeded", "ok", "done"})
 RUNNING_STATUSES = frozenset({"running", "started", "pending", "queued", "submitted"})
 MAX_REASON = 200
@@ -51,17 +68,20 @@ class Job:
     reason: str = ""  # why the job is failed, killed or unfinished
     warning: str = ""  # a file of the job is there but damaged (told on stderr, not only in results.md)
     setting: str = ""  # the sweep's varying overrides beyond the grid keys (set by load_sweep)
+    scheme: str = DEFAULT_SCHEME
+    resolution: str = ""  # "28 px" (the data's own size), "28 px at 224" when resized
+    group: tuple[str, str] = ("", "")  # (scheme, resolution) where the sweep varies them (set by load_sweep)
 
     @property
-    def row(self) -> tuple[str, str, str]:
-        return (self.backbone or "?", self.variant or "", self.setting)
+    def row(self) -> Row:
+        return (*self.group, self.backbone or "?", self.variant or "", self.setting)
 
     @property
     def cell_label(self) -> str:
         if self.dataset is None:
             return "unknown (config unreadable)"
         backbone = self.backbone + (f" ({self.variant})" if self.variant else "")
-        setting = f" [{self.setting}]" if self.setting else ""
+        setting = "".join(f" [{part}]" for part in (", ".join(p for p in self.group if p), self.setting) if part)
         return f"{self.dataset} / {backbone}{setting} / {self.attention}"
 
 
@@ -154,7 +174,13 @@ def read_job(path: Path, sweep_status: dict[str, dict] | None = None) -> Job:
         unknown = dict(dataset=None, backbone=None, variant=None, attention=None, seed=None, metrics=None)
         return _failed(path, f"{CONFIG_FILE} unreadable: {exc}", overrides=overrides, **unknown)
     attention = _select(cfg, "attention")
+    size, image_size = _select(cfg, "dataset.source.size"), _select(cfg, "dataset.image_size")
+    resolution = f"{size if size is not None else image_size} px"
+    if size is not None and image_size is not None and size != image_size:
+        resolution += f" at {image_size}"
     fields = dict(
+        scheme=str(_select(cfg, "scheme.name") or DEFAULT_SCHEME),
+        resolution=resolution,
         dataset=str(_select(cfg, "dataset.name") or "unknown"),
         backbone=str(_select(cfg, "backbone.name") or "unknown"),
         variant=None if _select(cfg, "backbone.variant") is None else str(_select(cfg, "backbone.variant")),
@@ -214,6 +240,19 @@ def _varying_keys(jobs: Sequence[Job]) -> list[str]:
     return sorted(key for key, seen in values.items() if len(seen) > 1 and key not in GRID_KEYS)
 
 
+def _set_groups(jobs: Sequence[Job]) -> None:
+    """Each job's (scheme, resolution) part of its row: the scheme where the sweep has several, the
+    resolution where a data set is read at several (data sets of their own sizes are not split)."""
+    placed = [job for job in jobs if job.dataset is not None]
+    schemes = len({job.scheme for job in placed}) > 1
+    sizes: dict[str, set[str]] = {}
+    for job in placed:
+        sizes.setdefault(job.dataset, set()).add(job.resolution)
+    resolutions = any(len(seen) > 1 for seen in sizes.values())
+    for job in placed:
+        job.group = (job.scheme if schemes else "", job.resolution if resolutions else "")
+
+
 def load_sweep(sweep_dir: str | Path) -> Sweep:
     """Read every job directory of a sweep; raises SweepError when there is no sweep to read."""
     path = Path(sweep_dir)
@@ -235,6 +274,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
             f"{CONFIG_FILE}, as `python train.py -m ...` writes under outputs/multirun/<date>/<time>"
         )
     jobs = [read_job(job_dir, sweep_status) for job_dir in dirs]
+    _set_groups(jobs)
     varying = _varying_keys(jobs)
     for job in jobs:
         mine = {override_key(item): item for item in job.overrides}

@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     "n_jobs",
     "variant",
     "setting",
+    "scheme",
+    "resolution",
     *comparison_report.CSV_COLUMNS,
 )
 
@@ -111,13 +113,15 @@ def csv_rows(summary: Summary) -> list[dict[str, str]]:
     for table in summary.tables:
         for dataset in summary.datasets:
             for row in summary.rows:
-                backbone, variant, setting = row
+                scheme, resolution, backbone, variant, setting = row
                 base = {
                     "dataset": dataset,
                     "backbone": backbone,
                     "metric": table.metric,
                     "variant": variant,
                     "setting": setting,
+                    "scheme": scheme,
+                    "resolution": resolution,
                 }
                 for column in [c for c in table.columns if c[0] == dataset]:
                     cell = table.cells.get((dataset, row, column[1]))

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gsa_exp.options.scheme import SCHEMES
 from gsa_exp.reporting.comparison import STAT_METRICS, Comparison, Options, Question, Run, cached_reader, compare
-from gsa_exp.reporting.jobs import FAILED, FINISHED, KILLED, UNFINISHED, Job, Sweep
+from gsa_exp.reporting.jobs import FAILED, FINISHED, KILLED, UNFINISHED, Job, Row, Sweep
 from gsa_exp.run_files import METRICS_FILE
 
 DEFAULT_METRICS = ("test/acc", "test/auroc")
@@ -70,9 +71,9 @@ class Table:
 
     metric: str
     columns: list[tuple[str, str]]
-    cells: dict[tuple[str, tuple[str, str, str], str], Cell]
+    cells: dict[tuple[str, Row, str], Cell]
 
-    def delta(self, dataset: str, row: tuple[str, str, str]) -> float | None:
+    def delta(self, dataset: str, row: Row) -> float | None:
         """mean(global) − mean(none) for one data set and row; None when either is missing."""
         means = [self.cells.get((dataset, row, attention)) for attention in DELTA_PAIR]
         if any(cell is None or cell.mean is None for cell in means):
@@ -91,8 +92,8 @@ class Summary:
     metrics: tuple[str, ...]  # the requested metrics (every column; plotted)
     tables: list[Table]  # requested metrics first, then the optional ones some job logged
     datasets: list[str]
-    rows: list[tuple[str, str, str]]  # (backbone, variant, setting), in display order
-    row_labels: dict[tuple[str, str, str], str]
+    rows: list[Row]  # (scheme, resolution, backbone, variant, setting), in display order
+    row_labels: dict[Row, str]
     problems: list[tuple[Job, str, str]]  # (job, state, reason) for every job not fully usable
     notes: list[str]
     comparisons: list[Comparison] = field(default_factory=list)  # global vs none, per row x data set x metric
@@ -122,6 +123,27 @@ def _natural_key(text: str) -> list[Any]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
 
 
+def _row_key(row: Row) -> tuple[Any, ...]:
+    """Scheme (end_to_end, linear_probe, knn), resolution, then backbone in the registry's order."""
+    scheme, resolution, backbone, variant, setting = row
+    return (
+        _order_key(scheme, SCHEMES),
+        _natural_key(resolution),
+        *_order_key(backbone, backbone_order()),
+        variant,
+        _natural_key(setting),
+    )
+
+
+def _row_label(row: Row, variants: Counter) -> str:
+    """``resnet``, ``resnet (resnet50)`` where a backbone has several variants, ``resnet [knn, 64 px]``,
+    ``... [trainer.max_epochs=2]``."""
+    scheme, resolution, backbone, variant, setting = row
+    group = ", ".join(part for part in (scheme, resolution) if part)
+    label = backbone + (f" ({variant})" if variants[backbone] > 1 and variant else "")
+    return label + "".join(f" [{part}]" for part in (group, setting) if part)
+
+
 def _metric_value(job: Job, metric: str) -> tuple[float | None, str]:
     """(value, problem) of a finished job for one metric; problem is '' when the value is usable."""
     value = (job.metrics or {}).get(metric)
@@ -136,7 +158,7 @@ def _build_table(
     metric: str, jobs: Sequence[Job], columns: list[tuple[str, str]]
 ) -> tuple[Table, dict[str, list[str]]]:
     """The metric's cells over the given columns, and {job name: problems} of finished jobs without a value."""
-    grouped: dict[tuple[str, tuple[str, str, str], str], list[Job]] = {}
+    grouped: dict[tuple[str, Row, str], list[Job]] = {}
     for job in jobs:
         if (job.dataset, job.attention) in columns:
             grouped.setdefault((job.dataset, job.row, job.attention), []).append(job)
@@ -168,8 +190,8 @@ def _comparisons(
     tables: Sequence[Table],
     jobs: Sequence[Job],
     datasets: Sequence[str],
-    rows: Sequence[tuple[str, str, str]],
-    row_labels: dict[tuple[str, str, str], str],
+    rows: Sequence[Row],
+    row_labels: dict[Row, str],
     options: Options,
 ) -> list[Comparison]:
     """global vs none for every row x data set x statistics metric whose two cells have jobs."""
@@ -224,15 +246,9 @@ def summarize(
         for name, items in problems.items():
             problems_by_job.setdefault(name, []).extend(items)
 
-    rows = sorted(
-        {job.row for job in placed},
-        key=lambda row: (*_order_key(row[0], backbone_order()), row[1], _natural_key(row[2])),
-    )
-    variants = Counter(backbone for backbone, _variant in {(r[0], r[1]) for r in rows})
-    row_labels = {
-        row: row[0] + (f" ({row[1]})" if variants[row[0]] > 1 and row[1] else "") + (f" [{row[2]}]" if row[2] else "")
-        for row in rows
-    }
+    rows = sorted({job.row for job in placed}, key=_row_key)
+    variants = Counter(backbone for backbone, _variant in {(r[2], r[3]) for r in rows})
+    row_labels = {row: _row_label(row, variants) for row in rows}
     problems = []
     for job in sweep.jobs:
         if job.state != FINISHED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +16,8 @@ from gsa_exp.data.datamodule import ArrayDataModule
 from gsa_exp.data.splits import DataInfo
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.model.instantiate import as_container
+
+log = logging.getLogger(__name__)
 
 
 @option_errors_located()
@@ -36,13 +39,16 @@ def build_model(cfg: DictConfig, info: DataInfo) -> ImageClassifier:
         optimizer=as_container(cfg.optimizer),
         scheduler=as_container(cfg.get("scheduler")),
         scheduler_interval=cfg.scheduler_interval,
+        scheme=as_container(cfg.get("scheme")),
         loss=as_container(cfg.loss),
         monitor=as_container(cfg.monitor),
         data_info=info.to_dict(),
     )
+    if cfg.performance.compile and model.neighbours is not None:  # a speed setting: off, no result changes
+        log.info("scheme=knn runs no training step and one forward per image: performance.compile is not used")
     model.optimize_for_speed(
         channels_last=cfg.performance.channels_last,
-        compile=cfg.performance.compile,
+        compile=cfg.performance.compile and model.neighbours is None,
         compile_mode=cfg.performance.compile_mode,
     )
     return model
@@ -52,7 +58,8 @@ def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, mode
     """Batches on the device, and padded evaluation batches for a compiled model (one shape to compile).
 
     Per-batch global attention (``global_batch``) already evaluates in batches of its one
-    fixed size (``GlobalBatchAttention.infer``), so it needs no padding. The settings are checked
+    fixed size (``GlobalBatchAttention.infer``), so it needs no padding. ``scheme=knn`` reads the
+    training split once, in order and unaugmented, for its feature bank. The settings are checked
     here too, for callers that apply them without the run's validation (the benchmark).
     """
     check_node(performance, "performance", PerformanceOptions)
@@ -61,6 +68,7 @@ def configure_batches(datamodule: ArrayDataModule, performance: DictConfig, mode
         memory_share=performance.device_memory_share,
         memory_share_option=DATA_OPTIONS["device_memory_share"],  # the config path, in the log line
         pad_eval_batches=model.compiled and model.attention.fixed_batch_size is None,
+        train_in_order=model.neighbours is not None,
     )
 
 

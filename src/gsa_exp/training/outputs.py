@@ -22,7 +22,7 @@ from gsa_exp.run_files import MAP_NPY, MAP_PNG, PREDICTIONS_FILE, TARGETS_FILE
 
 log = logging.getLogger(__name__)
 
-HPARAM_GROUPS = ("dataset", "backbone", "attention", "optimizer", "scheduler", "loss")
+HPARAM_GROUPS = ("dataset", "backbone", "attention", "scheme", "optimizer", "scheduler", "loss")
 HPARAM_KEYS = ("seed", "scheduler_interval", "trainer.max_epochs", "trainer.precision")
 INSTANTIATION_KEYS = ("_target_", "_partial_")  # how Hydra builds a node, not hyper-parameters
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from gsa_exp.config.validation import option_errors_located, validate_train_config
+from gsa_exp.config.validation import option_errors_located, scheme_warning, validate_train_config
 from gsa_exp.durable import write_json
 from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
 from gsa_exp.run_state import completion
@@ -70,6 +70,8 @@ def resumable_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one configuration; returns the final validation and test metrics of the best model."""
     validate_train_config(cfg)
+    if (warning := scheme_warning(cfg)) is not None:
+        log.warning(warning)
     output_dir = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", output_dir)
     if cfg.extras.print_config:
