@@ -188,6 +188,17 @@ def validate_speed_options(cfg: DictConfig) -> None:
         _fail("optimizer.foreach", True, "not together with optimizer.fused=true (two implementations of one step)")
 
 
+def validate_weight_averaging(cfg: DictConfig) -> None:
+    """Weights-only checkpoints skip callback hooks, so they would hold the training weights, not the average."""
+    if _value(cfg, "callbacks.ema.enabled") and _value(cfg, "callbacks.model_checkpoint.save_weights_only"):
+        _fail(
+            "callbacks.ema.enabled",
+            True,
+            "not together with callbacks.model_checkpoint.save_weights_only=true (a weights-only checkpoint "
+            "would hold the training weights, not their average)",
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Everything ``train.py`` can check before it touches data: each group by its schema, then the
     checks across keys, then the components built on the meta device."""
@@ -195,6 +206,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         check_group(cfg, group, schema)
     check_components(cfg)
     validate_speed_options(cfg)
+    validate_weight_averaging(cfg)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
         _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")

@@ -150,7 +150,8 @@ class ImageClassifier(pl.LightningModule):
         return self._compiled_methods[method]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_compiled_methods": {}}  # ddp_spawn pickles the model; children compile anew
+        # ddp_spawn pickles the model, weight averaging copies it: copies compile anew and hold no trainer
+        return {**super().__getstate__(), "_compiled_methods": {}}
 
     def infer(self, images: Tensor) -> Tensor:
         """Main logits of any number of images, for evaluation and figures.
