@@ -33,6 +33,16 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
+class FlipOptions:
+    """The ``tta`` group of eval.yaml and predict.yaml: the flipped views whose probabilities are averaged
+    (model/tta.py)."""
+
+    hflip: bool
+    vflip: bool
+    hvflip: bool
+
+
+@dataclass(frozen=True)
 class EvalRunOptions:
     """eval.yaml's top-level keys."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, PerformanceOptions, PredictOptions
+from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, FlipOptions, PerformanceOptions, PredictOptions
 from gsa_exp.errors import OptionMessage
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
@@ -218,6 +218,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 def validate_eval_config(cfg: DictConfig) -> None:
     """Everything ``eval.py`` can check before it reads the checkpoint."""
     check_group(cfg, "", EvalRunOptions)
+    check_group(cfg, "tta", FlipOptions)
     check_group(cfg, "performance", PerformanceOptions)
     if _value(cfg, "dataset") is not None:  # a few keys over the checkpoint's data set, or another one
         check_group(cfg, "dataset", LoaderOptions, present_only=True)
@@ -226,3 +227,4 @@ def validate_eval_config(cfg: DictConfig) -> None:
 def validate_predict_config(cfg: DictConfig) -> None:
     """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
     check_group(cfg, "", PredictOptions)
+    check_group(cfg, "tta", FlipOptions)
