@@ -8,6 +8,8 @@ training (every attention parameter frozen from epoch E on).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -62,6 +64,11 @@ class LearnedMapAttention(SpatialAttention):
         self.regularization = gate.regularization
         self.freeze_after_epochs = gate.freeze_after_epochs
         self._step_maps: list[Tensor] = []  # the spatial maps of the current training step
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (weight averaging's) and pickles (ddp_spawn's) leave this step's maps out: they hold the
+        step's autograd graph, which tensors refuse to copy, and mean nothing outside the step."""
+        return {**super().__getstate__(), "_step_maps": []}
 
     def shared_map(self) -> Tensor | None:
         return None

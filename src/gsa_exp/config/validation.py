@@ -199,6 +199,24 @@ def validate_weight_averaging(cfg: DictConfig) -> None:
         )
 
 
+def validate_tuning(cfg: DictConfig) -> None:
+    """``tune.lr_find`` needs a real fit in one process; its range must rise."""
+    if not _value(cfg, "tune.lr_find"):
+        return
+    if _value(cfg, "tune.min_lr") >= _value(cfg, "tune.max_lr"):
+        _fail("tune.min_lr", _value(cfg, "tune.min_lr"), f"must be below tune.max_lr={_value(cfg, 'tune.max_lr')}")
+    if _value(cfg, "trainer.fast_dev_run"):
+        _fail("tune.lr_find", True, "not with trainer.fast_dev_run (Lightning skips the search there)")
+    strategy, devices = str(_value(cfg, "trainer.strategy")), _value(cfg, "trainer.devices")
+    if "ddp" in strategy or str(devices) != "1" or _value(cfg, "trainer.num_nodes") != 1:
+        _fail(
+            "tune.lr_find",
+            True,
+            f"not with trainer.strategy={strategy} trainer.devices={devices} (the search runs in one process): "
+            "search on one device (trainer.devices=1), then train with optimizer.lr=<the suggestion>",
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Everything ``train.py`` can check before it touches data: each group by its schema, then the
     checks across keys, then the components built on the meta device."""
@@ -207,6 +225,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     check_components(cfg)
     validate_speed_options(cfg)
     validate_weight_averaging(cfg)
+    validate_tuning(cfg)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
         _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")
