@@ -13,6 +13,7 @@ from conftest import QUIET, TINY_DATA, compose_config, perturb
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from gsa_exp.config.validation import ConfigPaths
 from gsa_exp.data.splits import MULTICLASS, MULTILABEL, DataInfo
 from gsa_exp.model.classifier import ImageClassifier
 from gsa_exp.model.tta import FlipError, chosen_flips
@@ -61,10 +62,11 @@ def test_the_scores_are_the_mean_of_the_scores_of_the_flipped_images(task, tmp_p
 
 def test_a_model_with_one_map_per_batch_is_refused():
     assert chosen_flips(flips(), 16) == ()
-    with pytest.raises(
-        FlipError, match=r"^tta.vflip=true: not with this checkpoint, whose attention makes one map per"
-    ):
+    with pytest.raises(FlipError) as refused:
         chosen_flips(flips(vflip=True, hvflip=True), 16)
+    message = "vflip=true: not with this checkpoint, whose attention makes one map per batch of 16 images"
+    assert str(refused.value).startswith(message)
+    assert refused.value.located(ConfigPaths(refused.value.component)).startswith(f"tta.{message}")  # as eval.py says
 
 
 @pytest.fixture(scope="module")

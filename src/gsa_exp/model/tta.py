@@ -18,12 +18,16 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from gsa_exp.errors import OptionError
+
 # view name (the option under ``tta``) -> the image dimensions it mirrors (N x C x H x W)
 FLIPS: dict[str, tuple[int, ...]] = {"hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}
 
 
-class FlipError(ValueError):
-    """Flips asked of a model that cannot score mirrored views one by one."""
+class FlipError(OptionError):
+    """Flips asked of a model that cannot score mirrored views one by one (options of the ``tta`` group)."""
+
+    component = "tta"
 
 
 def chosen_flips(options: Mapping[str, bool], fixed_batch_size: int | None) -> tuple[tuple[int, ...], ...]:
@@ -35,8 +39,8 @@ def chosen_flips(options: Mapping[str, bool], fixed_batch_size: int | None) -> t
     chosen = [name for name in FLIPS if options[name]]
     if chosen and fixed_batch_size is not None:
         raise FlipError(
-            f"tta.{chosen[0]}=true: not with this checkpoint, whose attention makes one map per batch of "
-            f"{fixed_batch_size} images (attention=global_batch, or attention.bank.source=batch)"
+            f"${chosen[0]}=true: not with this checkpoint, whose attention makes one map per batch of "
+            f"{fixed_batch_size} images (attention=global_batch, or global attention with bank.source=batch)"
         )
     return tuple(FLIPS[name] for name in chosen)
 
