@@ -113,6 +113,21 @@ def test_knn_changes_no_weight_and_banks_every_training_image_once(tmp_path):
     assert torch.equal(after["neighbours.labels"], labels)
 
 
+def test_knn_test_time_flips_average_the_vote_fractions_of_the_views(tmp_path):
+    from gsa_exp.model.tta import FLIPS
+
+    _before, _after, model, _modes = fit_tiny(tmp_path, "scheme=knn", "attention=none", "scheme.k=5")
+    model.eval()
+    images = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        views = [model.probabilities(model.infer(images.flip(dims) if dims else images)) for dims in ((), (-1,), (-2,))]
+        model.tta_flips = (FLIPS["hflip"], FLIPS["vflip"])
+        averaged = model.probabilities(model.infer(images))
+    # vote fractions are probabilities already: their plain mean, still fractions of k = 5 votes (sums of 1/15)
+    torch.testing.assert_close(averaged, torch.stack(views).mean(dim=0))
+    assert torch.allclose(averaged.sum(dim=1), torch.ones(6)) and torch.allclose(averaged * 15, (averaged * 15).round())
+
+
 # -- the k-NN vote --------------------------------------------------------------------------------
 def test_vote_fractions_follow_the_nearest_neighbours_by_cosine_or_distance():
     bank = torch.tensor([[1.0, 0.0], [10.0, 0.5], [0.0, 1.0], [0.0, 3.0], [0.1, 5.0]])

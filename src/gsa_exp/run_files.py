@@ -16,3 +16,5 @@ MAP_NPY = "attention_map.npy"  # the run's attention map, float32 H x W
 MAP_PNG = "attention_map.png"
 SAMPLES_NPZ = "attention_samples.npz"  # the maps of a fixed sample of test images
 OVERLAYS_PNG = "attention_overlays.png"  # those maps over their images
+LR_FIND_JSON = "lr_find.json"  # tune.lr_find: the suggested learning rate and the search's losses
+LR_FIND_PNG = "lr_find.png"  # its loss against learning rate, the suggestion marked

@@ -8,6 +8,8 @@ training (every attention parameter frozen from epoch E on).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -66,6 +68,11 @@ class LearnedMapAttention(SpatialAttention):
     @property
     def meaningful_untrained(self) -> bool:
         return False  # its weights start at zero: every gate a uniform sigmoid(init_bias)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (weight averaging's) and pickles (ddp_spawn's) leave this step's maps out: they hold the
+        step's autograd graph, which tensors refuse to copy, and mean nothing outside the step."""
+        return {**super().__getstate__(), "_step_maps": []}
 
     def shared_map(self) -> Tensor | None:
         return None

@@ -33,6 +33,16 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
+class FlipOptions:
+    """The ``tta`` group of eval.yaml and predict.yaml: the flipped views whose probabilities are averaged
+    (model/tta.py)."""
+
+    hflip: bool
+    vflip: bool
+    hvflip: bool
+
+
+@dataclass(frozen=True)
 class EvalRunOptions:
     """eval.yaml's top-level keys."""
 
@@ -99,6 +109,18 @@ class PerformanceOptions:
     pin_memory: bool
 
 
+@dataclass(frozen=True)
+class TuneOptions:
+    """The ``tune`` group of train.yaml: Lightning's learning-rate range test (training/tuning.py)."""
+
+    lr_find: bool
+    min_lr: Annotated[float, AtLeast(0, strict=True)]
+    max_lr: Annotated[float, AtLeast(0, strict=True)]
+    num_training: Annotated[int, AtLeast(13)]  # the suggestion leaves out the first 10 steps and the last
+    mode: Annotated[str, OneOf(("exponential", "linear"))]
+    early_stop_threshold: Annotated[float | None, AtLeast(1, strict=True), NullMeans("never stops early")]
+
+
 # Config group -> schema, in the order a run checks them ("" = the top-level keys).
 TRAIN_GROUPS = {
     "": RunOptions,
@@ -107,4 +129,5 @@ TRAIN_GROUPS = {
     "optimizer": OptimizerOptions,
     "loss": LossOptions,
     "monitor": MonitorOptions,
+    "tune": TuneOptions,
 }

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, PerformanceOptions, PredictOptions
+from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, FlipOptions, PerformanceOptions, PredictOptions
 from gsa_exp.errors import OptionMessage
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
@@ -258,6 +258,40 @@ def validate_speed_options(cfg: DictConfig) -> None:
         _fail("optimizer.foreach", True, "not together with optimizer.fused=true (two implementations of one step)")
 
 
+def validate_weight_averaging(cfg: DictConfig) -> None:
+    """Weights-only checkpoints skip callback hooks, so they would hold the training weights, not the average;
+    k-NN takes no optimizer step, so there is nothing to average."""
+    if _value(cfg, "callbacks.ema.enabled") and _value(cfg, "scheme.name") == KNN:
+        _fail("callbacks.ema.enabled", True, "not with scheme=knn (no optimizer step: the weights never change)")
+    if _value(cfg, "callbacks.ema.enabled") and _value(cfg, "callbacks.model_checkpoint.save_weights_only"):
+        _fail(
+            "callbacks.ema.enabled",
+            True,
+            "not together with callbacks.model_checkpoint.save_weights_only=true (a weights-only checkpoint "
+            "would hold the training weights, not their average)",
+        )
+
+
+def validate_tuning(cfg: DictConfig) -> None:
+    """``tune.lr_find`` needs a real fit in one process; its range must rise."""
+    if not _value(cfg, "tune.lr_find"):
+        return
+    if _value(cfg, "tune.min_lr") >= _value(cfg, "tune.max_lr"):
+        _fail("tune.min_lr", _value(cfg, "tune.min_lr"), f"must be below tune.max_lr={_value(cfg, 'tune.max_lr')}")
+    if _value(cfg, "trainer.fast_dev_run"):
+        _fail("tune.lr_find", True, "not with trainer.fast_dev_run (Lightning skips the search there)")
+    if _value(cfg, "scheme.name") == KNN:
+        _fail("tune.lr_find", True, "not with scheme=knn (no optimizer step, so no learning rate to find)")
+    strategy, devices = str(_value(cfg, "trainer.strategy")), _value(cfg, "trainer.devices")
+    if "ddp" in strategy or str(devices) != "1" or _value(cfg, "trainer.num_nodes") != 1:
+        _fail(
+            "tune.lr_find",
+            True,
+            f"not with trainer.strategy={strategy} trainer.devices={devices} (the search runs in one process): "
+            "search on one device (trainer.devices=1), then train with optimizer.lr=<the suggestion>",
+        )
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Everything ``train.py`` can check before it touches data: each group by its schema, then the
     checks across keys, then the components built on the meta device."""
@@ -266,6 +300,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     validate_scheme_name(cfg)
     check_components(cfg)
     validate_speed_options(cfg)
+    validate_weight_averaging(cfg)
+    validate_tuning(cfg)
     allowed = logged_metrics(cfg)
     if _value(cfg, "monitor.metric") not in allowed:
         _fail("monitor.metric", _value(cfg, "monitor.metric"), f"this run logs {', '.join(sorted(allowed))}")
@@ -277,6 +313,7 @@ def validate_train_config(cfg: DictConfig) -> None:
 def validate_eval_config(cfg: DictConfig) -> None:
     """Everything ``eval.py`` can check before it reads the checkpoint."""
     check_group(cfg, "", EvalRunOptions)
+    check_group(cfg, "tta", FlipOptions)
     check_group(cfg, "performance", PerformanceOptions)
     if _value(cfg, "dataset") is not None:  # a few keys over the checkpoint's data set, or another one
         check_group(cfg, "dataset", LoaderOptions, present_only=True)
@@ -285,3 +322,4 @@ def validate_eval_config(cfg: DictConfig) -> None:
 def validate_predict_config(cfg: DictConfig) -> None:
     """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
     check_group(cfg, "", PredictOptions)
+    check_group(cfg, "tta", FlipOptions)

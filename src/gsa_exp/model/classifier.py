@@ -27,6 +27,7 @@ from gsa_exp.model.knn import NeighbourVote
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
 from gsa_exp.model.schemes import HeadInput, freeze_backbone, hold_in_eval, scheme_name
+from gsa_exp.model.tta import averaged_view_logits
 from gsa_exp.options.scheme import FROZEN_SCHEMES, KNN
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class ImageClassifier(pl.LightningModule):
         self._compile_options: dict[str, Any] | None = None  # performance.compile (see optimize_for_speed)
         self._compiled_methods: dict[str, Any] = {}
         self.attention_maps: Tensor | None = None  # per-image maps of the last infer() call (see there)
+        self.tta_flips: tuple[tuple[int, ...], ...] = ()  # test-time flips infer() averages over (model/tta.py)
         self.register_buffer("mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
         if info.task == MULTICLASS:
@@ -175,7 +177,8 @@ class ImageClassifier(pl.LightningModule):
         return self._compiled_methods[method]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_compiled_methods": {}}  # ddp_spawn pickles the model; children compile anew
+        # ddp_spawn pickles the model, weight averaging copies it: copies compile anew and hold no trainer
+        return {**super().__getstate__(), "_compiled_methods": {}}
 
     def infer(self, images: Tensor) -> Tensor:
         """Main logits of any number of images, for evaluation and figures.
@@ -185,10 +188,18 @@ class ImageClassifier(pl.LightningModule):
         The attention forms the batches (``SpatialAttention.infer``): a variant that takes
         batches of one size only (``global_batch``) evaluates every image once in a batch of
         that size, completed with images evaluated before it; ``reset_eval_context`` starts
-        a new loop.
+        a new loop. With ``tta_flips`` (``tta`` of eval.py and predict.py) the logits are those
+        of the mean probabilities over the image and its flips (``model/tta.py``).
         """
         logits = self.attention.infer(images, self._main_logits)
-        self.attention_maps = self.attention.last_image_maps() if isinstance(self.attention, MapReporting) else None
+        maps = self.attention.last_image_maps() if isinstance(self.attention, MapReporting) else None
+        if self.tta_flips:  # the maps stay those of the images as given
+            views = [logits, *(self.attention.infer(images.flip(dims), self._main_logits) for dims in self.tta_flips)]
+            if self.neighbours is not None:  # vote fractions are the probabilities: their mean
+                logits = torch.stack(views).mean(dim=0)
+            else:
+                logits = averaged_view_logits(views, multiclass=self.data_info.task == MULTICLASS)
+        self.attention_maps = maps
         return logits
 
     def _main_logits(self, images: Tensor) -> Tensor:

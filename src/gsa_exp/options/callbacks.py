@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from gsa_exp.option_schema import AtLeast, NullMeans, OneOf, Options
+from gsa_exp.option_schema import AtLeast, InRange, NullMeans, OneOf, Options
 from gsa_exp.options import declares
 
 PROGRESS_BAR_STYLES = ("tqdm", "rich")
@@ -32,3 +32,12 @@ class CheckpointOptions(Options):
     save_last: bool  # last.ckpt after every training epoch
     last_every_n_train_steps: Annotated[int | None, AtLeast(1), NullMeans("epochs only")]
     save_weights_only: bool
+
+
+@declares("callbacks", "ema")
+@dataclass(frozen=True)
+class EmaOptions(Options):
+    enabled: bool
+    decay: Annotated[float, InRange(0, 1, "()")]  # the average's share kept at each update
+    warmup: bool  # timm's ramp: min(decay, 1 - (1 + n)^(-2/3)) at the n-th update
+    every_n_steps: Annotated[int, AtLeast(1)]

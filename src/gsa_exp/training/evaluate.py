@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from gsa_exp.config.validation import option_errors_located, validate_eval_config
 from gsa_exp.durable import write_json
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
+from gsa_exp.model.tta import chosen_flips
 from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
 from gsa_exp.training.builders import build_datamodule, build_trainer
 from gsa_exp.training.callbacks import DEFAULT_SAMPLES_PER_CLASS, AttentionMapMonitor
@@ -75,6 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(dataset_config(cfg, trained))
     datamodule.setup("test")
     model = ImageClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu")
+    model.tta_flips = chosen_flips(cfg.tta, model.attention.fixed_batch_size)
     expected, found = model.data_info, datamodule.info
     for key in ("task", "num_classes", "channels", "image_size"):
         if getattr(expected, key) != getattr(found, key):

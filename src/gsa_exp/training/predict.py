@@ -19,6 +19,7 @@ from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
 from gsa_exp.durable import durable_open, save_figure, write_json
 from gsa_exp.model.classifier import ImageClassifier
+from gsa_exp.model.tta import chosen_flips
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
 from gsa_exp.training.evaluate import resolve_checkpoint, trained_run_config
@@ -86,6 +87,7 @@ def predict(cfg: DictConfig) -> Path:
         "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
     )
     model = ImageClassifier.load_from_checkpoint(checkpoint, map_location=device).eval()
+    model.tta_flips = chosen_flips(cfg.tta, model.attention.fixed_batch_size)
     info = model.data_info
     files = input_files(str(cfg.input))
     images = load_images(files, info.channels, info.image_size)

@@ -34,6 +34,7 @@ from gsa_exp.training.outputs import (
 )
 from gsa_exp.training.provenance import provenance
 from gsa_exp.training.run_record import auto_resume_enabled, begin_run, own_last_checkpoint
+from gsa_exp.training.tuning import check_resumed_search, tune_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Already completed in %s: reusing its metrics.json", output_dir)
         return previous
     resume_from = cfg.get("ckpt_path") or resumable_checkpoint(cfg, output_dir)
+    check_resumed_search(cfg, output_dir, resume_from)
     begin_run(output_dir)
     write_json(output_dir / PROVENANCE_FILE, provenance())
     if cfg.seed is not None:  # seed=0 is a seed too
@@ -97,6 +99,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, callbacks, loggers)
     with explained_out_of_memory(cfg):
+        tune_learning_rate(cfg, trainer, model, datamodule, output_dir, resuming=resume_from is not None)
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
