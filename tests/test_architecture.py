@@ -23,6 +23,7 @@ ALLOWED = {
     "backbones": {"backbones", *BASE},
     "data": {"data", *BASE},
     "model": {"model", "attention", "backbones", "data", *BASE},
+    "export": {"export", "model", "attention", "backbones", "data", *BASE},  # the model as a file; training runs it
 }
 
 

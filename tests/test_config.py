@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from gsa_exp.attention import attention_class
 from gsa_exp.backbones import list_backbones
-from gsa_exp.config.resolvers import claim_directory, job_directory, readable_name
+from gsa_exp.config.resolvers import MAX_NAME_LENGTH, claim_directory, job_directory, readable_name
 from gsa_exp.data import ArrayDataModule, get_source, list_sources
 from gsa_exp.data.splits import MULTICLASS, DataInfo
 from gsa_exp.training.builders import build_callbacks, build_datamodule, build_loggers, build_model, build_trainer
@@ -262,9 +263,48 @@ def test_swept_overrides_lead_the_job_directory_name(tmp_path):
     )
     overrides = "attention=global,dataset.source.num_train=80,optimizer.lr=0.1,x=[1,2]"
     assert job_directory(4, overrides, str(tmp_path)) == (
-        "4_attention=global,optimizer.lr=0.1,dataset.source.num_train=80,x=_1,2_"
+        "4_attention=global,optimizer.lr=0.1,x=_1,2_,dataset.source.num_train=80"
     )
-    assert job_directory(4, overrides, str(tmp_path / "elsewhere")).startswith("4_attention=global,dataset")
+    assert job_directory(4, overrides, str(tmp_path / "elsewhere")).startswith("4_attention=global,x=_1,2_,dataset")
+
+
+# A paper-grid job as a user launches it: the grid's swept groups, a data root, a few short keys, and the
+# long ++trainer.* overrides of a quick check. Hydra's override_dirname sorts them ('+' first).
+GRID_JOB = (
+    "++trainer.limit_test_batches=2,++trainer.limit_train_batches=4,++trainer.limit_val_batches=2,"
+    "++trainer.num_sanity_val_steps=0,attention=global,backbone=densenet,dataset.root=/data/medmnist/v2,"
+    "dataset=pneumoniamnist,optimizer.lr=0.001,seed=2,trainer.max_epochs=3"
+)
+
+
+def test_job_directories_keep_every_value_whole_group_choices_first(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      dataset: pneumoniamnist,octmnist\n"
+        "      backbone: googlenet,densenet\n      attention: none,global\n      seed: 0,1,2\n"
+    )
+    name = job_directory(17, GRID_JOB, str(tmp_path))
+    assert name.startswith("17_dataset=pneumoniamnist,backbone=densenet,attention=global,seed=2,")
+    overrides = name.removeprefix("17_").split(",")
+    *kept, marker = overrides
+    assert len(name) - len("17_") <= MAX_NAME_LENGTH and re.fullmatch(r"\+\d+more-[0-9a-f]{6}", marker)
+    safe_items = [item.replace("/", "_") for item in GRID_JOB.split(",")]
+    assert all(item in safe_items for item in kept)  # whole items only: no value cut in the middle
+    assert kept[4] == "dataset.root=_data_medmnist_v2"  # keys inside a group follow the choices, ++ keys last
+    assert len(kept) + int(marker[1 : marker.index("m")]) == len(safe_items)  # the marker counts what was dropped
+    # jobs that differ only in a dropped item still get different names; the same job, the same name
+    other = GRID_JOB.replace("limit_val_batches=2", "limit_val_batches=3")
+    assert job_directory(17, other, str(tmp_path)) != name == job_directory(17, GRID_JOB, str(tmp_path))
+    # the ++trainer.* items come last: with room for all, they end the name
+    assert readable_name("++trainer.max_epochs=1,backbone=vgg,trainer.precision=32") == (
+        "backbone=vgg,trainer.precision=32,++trainer.max_epochs=1"
+    )
+
+
+def test_a_single_item_longer_than_the_limit_is_dropped_whole(tmp_path):
+    long_root = "dataset.root=/" + "deep/" * 40
+    name = readable_name(f"backbone=vgg,{long_root}")
+    assert re.fullmatch(r"backbone=vgg,\+1more-[0-9a-f]{6}", name)
+    assert re.fullmatch(r"\+1more-[0-9a-f]{6}", readable_name(long_root))
 
 
 def test_slurm_launcher_config_composes_onto_submitit():

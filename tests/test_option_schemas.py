@@ -41,6 +41,7 @@ SCHEMAS = [
     *options.TRAIN_GROUPS.values(),
     options.EvalRunOptions,
     options.PredictOptions,
+    options.ExportOptions,
     LoaderOptions,
 ]
 
@@ -70,6 +71,7 @@ def test_the_loss_and_monitor_groups_hold_exactly_the_declared_keys():
 def test_predict_yaml_holds_every_declared_option():
     assert fields(options.PredictOptions) <= yaml_keys(CONF / "predict.yaml")
     assert fields(options.EvalRunOptions) <= yaml_keys(CONF / "eval.yaml")
+    assert fields(options.ExportOptions) <= yaml_keys(CONF / "export.yaml")
 
 
 @pytest.mark.parametrize("group", ["trainer", "optimizer"])

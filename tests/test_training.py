@@ -208,8 +208,8 @@ def test_multirun_gives_each_job_its_own_readable_directory(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = sorted(path.name for path in sweep_dir.iterdir() if path.is_dir())
     assert len(jobs) == 2
-    assert jobs[0].startswith("0_attention=none,dataset.batch_size=16,")
-    assert jobs[1].startswith("1_attention=global,dataset.batch_size=16,")
+    assert jobs[0].startswith("0_attention=none,seed=0,dataset.batch_size=16,")  # swept, top-level keys, the rest
+    assert jobs[1].startswith("1_attention=global,seed=0,dataset.batch_size=16,")
     for job in jobs:
         metrics = read_metrics(sweep_dir / job)
         assert_metrics_in_range(metrics)

@@ -54,3 +54,8 @@ class OptionMessage(Exception):
 
 class OptionError(OptionMessage, ValueError):
     """An option value that cannot work."""
+
+
+class UsageError(ValueError):
+    """Input a command cannot work with that is not one option's value: a file that is not a gsa-exp
+    checkpoint, data that do not fit the model. The commands print it on one line and exit with status 2."""

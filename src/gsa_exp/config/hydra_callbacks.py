@@ -22,10 +22,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gsa_exp import durable
-from gsa_exp.config.validation import ConfigError, validate_eval_config, validate_predict_config, validate_train_config
+from gsa_exp.config.validation import (
+    ConfigError,
+    validate_eval_config,
+    validate_export_config,
+    validate_predict_config,
+    validate_train_config,
+)
 from gsa_exp.run_files import ERROR_FILE, STATUS_FILE, SWEEP_STATUS_FILE
 
-VALIDATORS = {"train": validate_train_config, "eval": validate_eval_config, "predict": validate_predict_config}
+VALIDATORS = {
+    "train": validate_train_config,
+    "eval": validate_eval_config,
+    "predict": validate_predict_config,
+    "export": validate_export_config,
+}
 
 
 class ValidateBeforeRun(Callback):

@@ -51,6 +51,19 @@ class EvalRunOptions:
     ]
 
 
+EXPORT_FORMATS = ("onnx", "torchscript")
+# What writing (and checking) each format needs beyond torch: ``pip install -e '.[export]'``.
+EXPORT_PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "torchscript": ()}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """export.yaml's keys."""
+
+    ckpt_path: Annotated[str | None, Required("give the checkpoint to export: ckpt_path=.../best.ckpt"), ExistingFile()]
+    format: Annotated[str, OneOf(EXPORT_FORMATS)]
+
+
 PREDICT_USAGE = Required("required: python predict.py ckpt_path=.../best.ckpt input=<image file or folder>")
 
 

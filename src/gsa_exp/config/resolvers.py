@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-MAX_NAME_LENGTH = 120
+MAX_NAME_LENGTH = 120  # of the overrides part: leaves room for the date, time or job number in 255 bytes
+HASH_LENGTH = 6
 _claimed: dict[str, str] = {}  # base path -> directory this process claimed for it
 
 
-def readable_name(override_dirname: str) -> str:
-    """Overrides as a single safe path component: 'backbone=vgg,dataset.root=/d' -> 'backbone=vgg,dataset.root=_d'."""
-    name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname.strip())
-    return name[:MAX_NAME_LENGTH]
+def readable_name(override_dirname: str, swept: Sequence[str] = ()) -> str:
+    """Overrides as one safe path component whose every value reads whole.
+
+    Items are ordered by what tells runs apart: the swept keys (in the sweep's order), then
+    group choices and other top-level keys (``backbone=vgg``, ``seed=0``), then keys inside a
+    group (``trainer.max_epochs=5``), then additions and deletions (``++trainer.limit_val_batches=2``);
+    Hydra's sorted order within each. Characters other than letters, digits and ``=,._+-`` become
+    ``_`` ('dataset.root=/d' -> 'dataset.root=_d'). Longer than ``MAX_NAME_LENGTH``: whole items
+    are dropped from the end and ``+<n>more-<hash>`` says how many, the hash (of all overrides)
+    keeping names of different runs different; no value is ever cut.
+    """
+    items = split_overrides(override_dirname.strip())
+    order = {key: index for index, key in enumerate(swept)}
+    ranked = sorted(items, key=lambda item: _rank(item.split("=", 1)[0], order))  # stable: Hydra's order kept
+    safe = [re.sub(r"[^A-Za-z0-9=,._+-]", "_", item) for item in ranked]
+    return _fitted(safe, override_dirname)
+
+
+def _rank(key: str, swept: dict[str, int]) -> tuple[int, int]:
+    bare = key.lstrip("+~")
+    if bare in swept:
+        return 0, swept[bare]
+    if key != bare:
+        return 3, 0
+    return (1 if "." not in key else 2), 0
+
+
+def _fitted(items: list[str], full: str) -> str:
+    """The items joined, or as many leading ones as fit with ``+<n>more-<hash>`` after them."""
+    name = ",".join(items)
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    digest = hashlib.sha1(full.encode()).hexdigest()[:HASH_LENGTH]
+    for kept in range(len(items) - 1, 0, -1):
+        name = ",".join([*items[:kept], f"+{len(items) - kept}more-{digest}"])
+        if len(name) <= MAX_NAME_LENGTH:
+            return name
+    return f"+{len(items)}more-{digest}"
 
 
 def claim_directory(base: str, overrides: str = "") -> str:
@@ -73,13 +110,9 @@ def swept_keys(sweep_dir: str) -> list[str]:
 
 
 def job_directory(number: int, overrides: str, sweep_dir: str = "") -> str:
-    """Sweep job sub-directory: its number (unique in the sweep), then the swept overrides
-    (so they survive truncation and tell jobs apart at a glance), then the others."""
-    swept = swept_keys(sweep_dir) if sweep_dir else []
-    items = split_overrides(overrides)
-    first = [item for key in swept for item in items if item.split("=", 1)[0] == key]
-    ordered = first + [item for item in items if item not in first]
-    name = readable_name(",".join(ordered))
+    """Sweep job sub-directory: its number (unique in the sweep), then the overrides, swept ones first
+    (so they tell jobs apart at a glance; ``readable_name`` orders the rest)."""
+    name = readable_name(overrides, swept_keys(sweep_dir) if sweep_dir else ())
     return f"{number}_{name}" if name else f"job{number}"
 
 

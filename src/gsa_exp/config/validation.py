@@ -9,6 +9,7 @@ two optimizer implementations) and the config paths in the messages. Each failur
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,15 @@ from typing import Any
 from hydra.errors import CompactHydraException, InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from gsa_exp.config.options import TRAIN_GROUPS, EvalRunOptions, FlipOptions, PerformanceOptions, PredictOptions
+from gsa_exp.config.options import (
+    EXPORT_PACKAGES,
+    TRAIN_GROUPS,
+    EvalRunOptions,
+    ExportOptions,
+    FlipOptions,
+    PerformanceOptions,
+    PredictOptions,
+)
 from gsa_exp.errors import OptionMessage
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.names import METRIC_NAMES
@@ -323,3 +332,12 @@ def validate_predict_config(cfg: DictConfig) -> None:
     """Everything ``predict.py`` can check before it reads the checkpoint and the images."""
     check_group(cfg, "", PredictOptions)
     check_group(cfg, "tta", FlipOptions)
+
+
+def validate_export_config(cfg: DictConfig) -> None:
+    """Everything ``export.py`` can check before it reads the checkpoint: its options, and that the
+    format's packages are installed (found without importing them)."""
+    check_group(cfg, "", ExportOptions)
+    missing = [name for name in EXPORT_PACKAGES[cfg.format] if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail("format", cfg.format, f"needs {', '.join(missing)}, not installed here: pip install -e '.[export]'")

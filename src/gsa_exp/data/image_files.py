@@ -49,7 +49,9 @@ def read_image_file(path: Path, channels: int) -> torch.Tensor:
     """
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return match_channels(_array_pixels(np.load(path, allow_pickle=False))[None], channels)[0]
-    array = np.asarray(open_as_8bit(path, channels), dtype=np.uint8)
+    # np.array, not np.asarray: PIL hands out a read-only view of its buffer, which torch.from_numpy
+    # warns about (once per process: "The given NumPy array is not writable"); this is a copy torch owns
+    array = np.array(open_as_8bit(path, channels), dtype=np.uint8)
     pixels = array[None] if channels == 1 else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(pixels))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gsa_exp.config.validation import option_errors_located, validate_eval_config
 from gsa_exp.durable import write_json
+from gsa_exp.errors import UsageError
 from gsa_exp.model.classifier import RUN_CONFIG_KEY, ImageClassifier
 from gsa_exp.model.tta import chosen_flips
 from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
@@ -42,9 +44,15 @@ def resolve_checkpoint(ckpt_path: str | None) -> Path:
 
 def trained_run_config(checkpoint_path: Path) -> dict:
     """The run config that train.py stored in the checkpoint: what rebuilds its data."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:  # not a file torch.save wrote
+        raise UsageError(
+            f"{checkpoint_path}: cannot read it as a checkpoint ({str(error).splitlines()[0]}); expected a .ckpt "
+            "written by gsa-exp's train.py"
+        ) from error
     if not isinstance(checkpoint, dict) or RUN_CONFIG_KEY not in checkpoint:
-        raise ValueError(f"{checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
+        raise UsageError(f"{checkpoint_path} was not written by gsa-exp's train.py (no run config inside)")
     return checkpoint[RUN_CONFIG_KEY]
 
 
@@ -80,7 +88,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     expected, found = model.data_info, datamodule.info
     for key in ("task", "num_classes", "channels", "image_size"):
         if getattr(expected, key) != getattr(found, key):
-            raise ValueError(
+            raise UsageError(
                 f"the checkpoint was trained with {key}={getattr(expected, key)} but the evaluation data have "
                 f"{key}={getattr(found, key)}; choose a data set that matches the checkpoint"
             )

@@ -1,9 +1,11 @@
-"""Predictions of a trained model for new image files: ``predictions.csv`` and optional map overlays."""
+"""Predictions of a trained model (a checkpoint or an exported file) for new image files: ``predictions.csv``,
+optional map overlays, and accuracy with a confusion matrix for a folder of class sub-folders."""
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +13,17 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gsa_exp.attention import shared_map_of
 from gsa_exp.config.validation import option_errors_located, validate_predict_config
 from gsa_exp.data.files import DataFormatError, DataNotFoundError, ResolvedPath, listing, literal
 from gsa_exp.data.image_files import ARRAY_SUFFIXES, PIL_SUFFIXES, READ_ERRORS, read_image_file
 from gsa_exp.data.preprocess import resize_uint8
 from gsa_exp.data.splits import MULTICLASS
 from gsa_exp.durable import durable_open, save_figure, write_json
-from gsa_exp.model.classifier import ImageClassifier
-from gsa_exp.model.tta import chosen_flips
 from gsa_exp.run_files import PROVENANCE_FILE
 from gsa_exp.training.console import print_config
-from gsa_exp.training.evaluate import resolve_checkpoint, trained_run_config
+from gsa_exp.training.evaluate import resolve_checkpoint
+from gsa_exp.training.folder_labels import folder_labels, score_against_folders
+from gsa_exp.training.predictors import load_predictor
 from gsa_exp.training.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -42,22 +43,27 @@ class InputFormatError(DataFormatError):
     component = None
 
 
-def input_files(given: str) -> list[Path]:
-    """The image file, or the image files of the folder (sorted, sub-folders and hidden files ignored)."""
+def input_files(given: str) -> tuple[Path, list[Path]]:
+    """The folder the files are named from, and the image file or every image file under the folder
+    (sub-folders too: a test split laid out as ``<class>/<image>``), sorted; hidden files and folders ignored."""
     where = ResolvedPath.resolve("input", given)
     path = where.path
     if path.is_file():
-        return [path]
+        return path.parent, [path]
     if not path.is_dir():
         raise InputNotFoundError(f"$input: no file or folder at {where.describe()}")
     files = sorted(
-        p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUFFIXES
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
     if not files:
         raise InputNotFoundError(
-            f"$input: {where.describe()} holds no image files (looked for {literal(', '.join(SUFFIXES))})"
+            f"$input: {where.describe()} holds no image files, sub-folders included (looked for {literal(', '.join(SUFFIXES))})"
         )
-    return files
+    return path, files
 
 
 def load_images(files: list[Path], channels: int, size: int) -> Tensor:
@@ -75,35 +81,29 @@ def load_images(files: list[Path], channels: int, size: int) -> Tensor:
 
 @option_errors_located()
 def predict(cfg: DictConfig) -> Path:
-    """Writes ``predictions.csv`` (and overlays) into the run directory; returns the CSV's path."""
+    """Writes ``predictions.csv`` (and overlays; metrics against class folders) into the run directory;
+    returns the CSV's path."""
     validate_predict_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if cfg.extras.print_config:
         print_config(cfg)
+    folder, files = input_files(str(cfg.input))
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
+    model = load_predictor(resolve_checkpoint(cfg.ckpt_path), device, cfg.tta)
     write_json(output_dir / PROVENANCE_FILE, provenance())
-    checkpoint = resolve_checkpoint(cfg.ckpt_path)
-    trained_run_config(checkpoint)  # a clear error for checkpoints train.py did not write
-    device = torch.device(
-        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
-    )
-    model = ImageClassifier.load_from_checkpoint(checkpoint, map_location=device).eval()
-    model.tta_flips = chosen_flips(cfg.tta, model.attention.fixed_batch_size)
     info = model.data_info
-    files = input_files(str(cfg.input))
     images = load_images(files, info.channels, info.image_size)
-    probabilities, maps = [], []
-    with torch.no_grad():
-        for batch in images.split(cfg.batch_size):
-            logits = model.infer(batch.to(device).float().div_(255.0))
-            probabilities.append(model.probabilities(logits).float().cpu())
-            shared = shared_map_of(model.attention)
-            per_image = model.attention_maps if shared is None else shared.expand(len(batch), -1, -1)
-            maps.append(per_image.float().cpu() if per_image is not None else None)
-    scores = torch.cat(probabilities)
+    outputs = [model(batch.float().div_(255.0)) for batch in images.split(cfg.batch_size)]
+    scores = torch.cat([probabilities for probabilities, _ in outputs])
     path = write_predictions_csv(output_dir / PREDICTIONS_CSV, files, scores, info.label_names, info.task)
     log.info("Predictions for %d images: %s", len(files), path)
-    if cfg.overlays and all(m is not None for m in maps):
-        write_overlays(output_dir / "overlays", files, images, torch.cat(maps))
+    labels = folder_labels(folder, files, info.label_names, info.task)
+    if labels is not None:
+        score_against_folders(output_dir, labels, scores, info.label_names)
+    if cfg.overlays and all(maps is not None for _, maps in outputs):
+        write_overlays(
+            output_dir / "overlays", overlay_names(folder, files), images, torch.cat([m for _, m in outputs])
+        )
     elif cfg.overlays:
         log.warning("overlays=true: this model has no attention map (attention=none); no overlays drawn")
     return path
@@ -123,19 +123,32 @@ def write_predictions_csv(path: Path, files: list[Path], scores: Tensor, label_n
     return path
 
 
-def write_overlays(directory: Path, files: list[Path], images: Tensor, maps: Tensor) -> None:
-    """Each image with its attention map over it (``<file name>.png``)."""
+def overlay_names(folder: Path, files: list[Path]) -> list[Path]:
+    """``<sub-folders>/<name>.png`` per input file, its suffix kept only where two files of a folder share a name
+    (``scan.png`` and ``scan.npy``: ``scan_png.png``, ``scan_npy.png``)."""
+    relative = [file.relative_to(folder) for file in files]
+    stems = Counter(path.with_suffix("") for path in relative)
+    return [
+        path.with_suffix(".png")
+        if stems[path.with_suffix("")] == 1
+        else path.with_name(f"{path.stem}_{path.suffix[1:]}.png")
+        for path in relative
+    ]
+
+
+def write_overlays(directory: Path, names: list[Path], images: Tensor, maps: Tensor) -> None:
+    """Each image with its attention map over it, at ``directory / name``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for file, image, attention in zip(files, images, maps):
+    for name, image, attention in zip(names, images, maps):
         figure, axis = plt.subplots(figsize=(3, 3))
         pixels = image.permute(1, 2, 0).numpy()
         axis.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=255)
         axis.imshow(attention.numpy(), cmap="jet", alpha=0.4, vmin=0, vmax=1)
         axis.set_axis_off()
-        axis.set_title(file.name, fontsize=8)
-        save_figure(figure, directory / f"{file.name}.png", dpi=100, bbox_inches="tight")
+        axis.set_title(name.as_posix(), fontsize=8)
+        save_figure(figure, directory / name, dpi=100, bbox_inches="tight")
         plt.close(figure)
