@@ -25,6 +25,7 @@ from gsa_exp.model.confusion import (
 from gsa_exp.model.instantiate import instantiate_component
 from gsa_exp.model.metrics import classification_metrics
 from gsa_exp.model.nonfinite import NonFiniteLossWatch
+from gsa_exp.tracking import log_image, takes_images
 
 log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
@@ -280,7 +281,7 @@ class ImageClassifier(pl.LightningModule):
 
     def _close_confusion(self, stage: str, draw: bool) -> None:
         """The loop's confusion counts: per-class recall as ``<stage>/recall/<class>`` scalars, the counts kept
-        for ``confusion_entry`` and, when ``draw`` (fit's validation epochs, tests), drawn into TensorBoard."""
+        for ``confusion_entry`` and, when ``draw`` (fit's validation epochs, tests), drawn for the loggers."""
         metric = self.confusion[stage]
         if not metric.update_called:
             return
@@ -294,15 +295,11 @@ class ImageClassifier(pl.LightningModule):
             self._draw_confusion(stage, counts, names)
 
     def _draw_confusion(self, stage: str, counts: Tensor, names: list[str]) -> None:
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        loggers = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
-        if not loggers:
+        if not takes_images(self.loggers):  # no figure drawn for nobody
             return
         title = f"{stage} confusion matrix (step {self.global_step})"
         pixels = confusion_pixels(counts, names, self.data_info.task, title)
-        for logger in loggers:
-            logger.experiment.add_image(f"{stage}/confusion_matrix", pixels, self.global_step, dataformats="HWC")
+        log_image(self.loggers, f"{stage}/confusion_matrix", pixels, self.global_step, "HWC")
 
     def confusion_entry(self, stage: str) -> dict[str, Any] | None:
         """The last ``val`` or ``test`` loop's confusion counts with the label names, as JSON values; None before any."""
@@ -330,8 +327,12 @@ class ImageClassifier(pl.LightningModule):
         """
         base_lr = self.hparams.optimizer["lr"]
         groups = [
-            {"params": list(self.backbone.parameters())},
-            {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
+            {"params": list(self.backbone.parameters()), "name": "backbone"},  # lr-Adam/backbone in the loggers
+            {
+                "params": list(self.attention.parameters()),
+                "lr": base_lr * self.attention.lr_multiplier,
+                "name": "attention",
+            },
         ]
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")([g for g in groups if g["params"]])
         if not self.hparams.scheduler or "_target_" not in self.hparams.scheduler:  # scheduler=none: a constant rate

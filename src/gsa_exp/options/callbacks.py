@@ -9,6 +9,7 @@ from gsa_exp.option_schema import AtLeast, NullMeans, OneOf, Options
 from gsa_exp.options import declares
 
 PROGRESS_BAR_STYLES = ("tqdm", "rich")
+LR_INTERVALS = ("epoch", "step")  # Lightning's scheduler intervals
 
 
 @declares("callbacks", "progress_bar")
@@ -32,3 +33,11 @@ class CheckpointOptions(Options):
     save_last: bool  # last.ckpt after every training epoch
     last_every_n_train_steps: Annotated[int | None, AtLeast(1), NullMeans("epochs only")]
     save_weights_only: bool
+
+
+@declares("callbacks", "lr_monitor")
+@dataclass(frozen=True)
+class LearningRateMonitorOptions(Options):
+    logging_interval: Annotated[str | None, OneOf(LR_INTERVALS), NullMeans("each scheduler's own interval")]
+    log_momentum: bool
+    log_weight_decay: bool
