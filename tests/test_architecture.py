@@ -16,8 +16,9 @@ MAX_MODULE_LINES = 400
 # (errors.py, the option error every layer raises; option_schema.py, the one check of declared option types;
 # durable.py, whole-or-absent file writes; run_files.py, the names of the files a run leaves; run_state.py, a run's
 # life in status.json and the one definition of completed; registry.py, the one registry type; options/, every
-# component's option schemas, the data module's among them).
-BASE = {"errors", "option_schema", "options", "durable", "registry", "run_files", "run_state"}
+# component's option schemas, the data module's among them; tracking.py, what a run records besides scalars, for
+# every logger: the model's confusion matrix, the callbacks' maps, train()'s hparams and files).
+BASE = {"errors", "option_schema", "options", "durable", "registry", "run_files", "run_state", "tracking"}
 ALLOWED = {
     "attention": {"attention", *BASE},
     "backbones": {"backbones", *BASE},

@@ -155,9 +155,10 @@ def test_trainer_choice_instantiates(choice, tmp_path):
 
 @pytest.mark.parametrize("choice", choices("logger"))
 def test_logger_choice_instantiates(choice, tmp_path):
-    loggers = build_loggers(compose_config([f"logger={choice}"], output_dir=tmp_path))
+    loggers = build_loggers(compose_config([f"logger={choice}", f"paths.log_dir={tmp_path}"], output_dir=tmp_path))
     names = {type(logger).__name__ for logger in loggers}
     expected = {"tensorboard": {"TensorBoardLogger"}, "csv": {"CSVLogger"}, "all": {"TensorBoardLogger", "CSVLogger"}}
+    expected |= {"mlflow": {"MLFlowLogger"}, "wandb": {"WandbLogger"}}  # the tracking extra's
     assert names == expected[choice]
 
 

@@ -1,4 +1,4 @@
-"""The project uses only the public API of Lightning, TensorBoard and Hydra, so their upgrades cannot break it silently."""
+"""The project uses only the public API of Lightning, TensorBoard, Hydra, MLflow and W&B, so their upgrades cannot break it silently."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ SOURCES = sorted(
         *(ROOT / n for n in ("train.py", "eval.py", "predict.py")),
     ]
 )
-LIBRARIES = ("lightning", "pytorch_lightning", "lightning_fabric", "tensorboard", "torch.utils.tensorboard", "hydra")
+LIBRARIES = (
+    "lightning", "pytorch_lightning", "lightning_fabric", "tensorboard", "torch.utils.tensorboard", "hydra", "mlflow", "wandb"
+)  # fmt: skip
 # Private members these libraries' objects were once reached through (a logger's file writer, a failed
 # Hydra job's exception), and any other ``._get_...`` on an object that is not the project's own.
 PRIVATE_ATTRIBUTE = re.compile(r"(?<!\bself)(?<!\bcls)\.(_get_\w+|_return_value|_experiment|_internal)\b")

@@ -131,6 +131,12 @@ def test_per_class_recall_and_the_confusion_matrix_match_the_written_predictions
     assert sum(map(sum, matrix["counts"])) == len(labels) == 32
 
 
+def test_the_learning_rate_of_each_parameter_group_reaches_tensorboard(trained_run):
+    events = tensorboard_events(trained_run)  # callbacks.lr_monitor, at each epoch start (scheduler_interval=epoch)
+    assert [event.value for event in events.Scalars("lr-Adam/backbone")] == [pytest.approx(1e-3), pytest.approx(5e-4)]
+    assert [event.value for event in events.Scalars("lr-Adam/attention")] == [pytest.approx(1e-2), pytest.approx(5e-3)]
+
+
 def test_tensorboard_shows_the_confusion_matrix_every_validation_epoch_and_after_testing(trained_run):
     events = tensorboard_events(trained_run)
     assert len(events.Images("val/confusion_matrix")) == 2  # one per validation epoch of the fit

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from omegaconf import DictConfig, open_dict
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from gsa_exp.benchmark.models import autocast, configured_optimizer, prepared_model
 from gsa_exp.data.datamodule import ArrayDataModule
@@ -22,8 +22,8 @@ from gsa_exp.training.builders import build_callbacks, build_datamodule, build_t
 FRAMEWORK_SETTINGS = (
     "the whole trainer.fit() of one epoch, Trainer as train() builds it from the composed config "
     "(progress bar and model summary on: Lightning's defaults, Rich when installed; log_every_n_steps "
-    "as configured), logger off, checkpointing off (the ModelCheckpoint callback removed, every other "
-    "configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0); the bare "
+    "as configured), logger off, checkpointing off (the ModelCheckpoint callback removed, and the LearningRateMonitor, "
+    "which needs a logger; every other configured callback kept), no validation (limit_val_batches=0, num_sanity_val_steps=0); the bare "
     "loop has none of these; the progress bar's output goes to /dev/null"
 )
 
@@ -59,7 +59,7 @@ def framework_epoch(cfg: DictConfig, model: ImageClassifier, datamodule: ArrayDa
     """``trainer.fit`` for one epoch on a fresh Trainer each call, as ``train()`` builds it."""
 
     def run() -> None:
-        callbacks = [c for c in build_callbacks(cfg) if not isinstance(c, ModelCheckpoint)]
+        callbacks = [c for c in build_callbacks(cfg) if not isinstance(c, (ModelCheckpoint, LearningRateMonitor))]
         with quiet_lightning():
             trainer = build_trainer(cfg, callbacks, loggers=False)
             trainer.fit(model, datamodule=datamodule)

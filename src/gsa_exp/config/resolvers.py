@@ -116,6 +116,11 @@ def job_directory(number: int, overrides: str, sweep_dir: str = "") -> str:
     return f"{number}_{name}" if name else f"job{number}"
 
 
+def directory_name(path: str) -> str:
+    """The last component of a path: a run directory's name names its run in a tracking server."""
+    return Path(path).name
+
+
 def epoch_fraction(max_epochs: int, fraction: float) -> int:
     """An epoch milestone as a fraction of training (MedMNIST decays lr at 50% and 75%)."""
     return max(1, int(max_epochs * fraction))
@@ -131,6 +136,7 @@ def register_resolvers() -> None:
     for name, function in (
         ("gsa_run_dir", claim_directory),
         ("gsa_job_dir", job_directory),
+        ("gsa_dir_name", directory_name),
         ("gsa_epoch_fraction", epoch_fraction),
         ("gsa_direction", optimisation_direction),
     ):

@@ -10,7 +10,7 @@ two optimizer implementations) and the config paths in the messages. Each failur
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -261,6 +261,30 @@ def check_components(cfg: DictConfig) -> None:
             check_node(node, f"callbacks.{name}", schema)
 
 
+# Loggers whose library is an optional package (the tracking extra), by the class their config builds.
+LOGGER_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+
+
+def require_package(option: str, package: str, extra: str = "tracking") -> None:
+    """Refuse ``option`` (``logger=mlflow``) when ``package`` is not installed: found, not imported."""
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"Invalid config: {option}: needs the {package} package: pip install 'gsa-exp[{extra}]'")
+
+
+def validate_loggers(cfg: DictConfig, packages: Mapping[str, str] = LOGGER_PACKAGES) -> None:
+    """Each logger's package is installed, and the learning-rate monitor has a logger to write to."""
+    loggers = {name: node for name, node in (_value(cfg, "logger") or {}).items() if node is not None}
+    for name, node in loggers.items():
+        package = packages.get(str(_value(node, "_target_")).rsplit(".", 1)[-1])
+        if package is not None:
+            require_package(f"logger={name}", package)
+    if not loggers and _value(cfg, "callbacks.lr_monitor") is not None:
+        raise ConfigError(
+            "Invalid config: ~logger: callbacks.lr_monitor needs a logger; keep one (logger=tensorboard) or drop it too: "
+            "~callbacks.lr_monitor"
+        )
+
+
 def validate_speed_options(cfg: DictConfig) -> None:
     """Two implementations of one optimizer step cannot both be chosen."""
     if _value(cfg, "optimizer.fused") and _value(cfg, "optimizer.foreach"):
@@ -308,6 +332,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         check_group(cfg, group, schema)
     validate_scheme_name(cfg)
     check_components(cfg)
+    validate_loggers(cfg)
     validate_speed_options(cfg)
     validate_weight_averaging(cfg)
     validate_tuning(cfg)

@@ -29,6 +29,7 @@ from gsa_exp.model.nonfinite import NonFiniteLossWatch
 from gsa_exp.model.schemes import HeadInput, freeze_backbone, hold_in_eval, scheme_name
 from gsa_exp.model.tta import averaged_view_logits
 from gsa_exp.options.scheme import FROZEN_SCHEMES, KNN
+from gsa_exp.tracking import log_image, takes_images
 
 log = logging.getLogger(__name__)
 RUN_CONFIG_KEY = "gsa_exp_config"  # checkpoint entry with the resolved run config (see run_config)
@@ -340,7 +341,7 @@ class ImageClassifier(pl.LightningModule):
 
     def _close_confusion(self, stage: str, draw: bool) -> None:
         """The loop's confusion counts: per-class recall as ``<stage>/recall/<class>`` scalars, the counts kept
-        for ``confusion_entry`` and, when ``draw`` (fit's validation epochs, tests), drawn into TensorBoard."""
+        for ``confusion_entry`` and, when ``draw`` (fit's validation epochs, tests), drawn for the loggers."""
         metric = self.confusion[stage]
         if not metric.update_called:
             return
@@ -354,15 +355,11 @@ class ImageClassifier(pl.LightningModule):
             self._draw_confusion(stage, counts, names)
 
     def _draw_confusion(self, stage: str, counts: Tensor, names: list[str]) -> None:
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        loggers = [logger for logger in self.loggers if isinstance(logger, TensorBoardLogger)]
-        if not loggers:
+        if not takes_images(self.loggers):  # no figure drawn for nobody
             return
         title = f"{stage} confusion matrix (step {self.global_step})"
         pixels = confusion_pixels(counts, names, self.data_info.task, title)
-        for logger in loggers:
-            logger.experiment.add_image(f"{stage}/confusion_matrix", pixels, self.global_step, dataformats="HWC")
+        log_image(self.loggers, f"{stage}/confusion_matrix", pixels, self.global_step, "HWC")
 
     def confusion_entry(self, stage: str) -> dict[str, Any] | None:
         """The last ``val`` or ``test`` loop's confusion counts with the label names, as JSON values; None before any."""
@@ -392,8 +389,15 @@ class ImageClassifier(pl.LightningModule):
             return None  # knn: nothing to optimise
         base_lr = self.hparams.optimizer["lr"]
         groups = [  # linear_probe: the main head is the backbone's only weight that trains
-            {"params": [parameter for parameter in self.backbone.parameters() if parameter.requires_grad]},
-            {"params": list(self.attention.parameters()), "lr": base_lr * self.attention.lr_multiplier},
+            {
+                "params": [parameter for parameter in self.backbone.parameters() if parameter.requires_grad],
+                "name": "backbone",  # lr-Adam/backbone in the loggers
+            },
+            {
+                "params": list(self.attention.parameters()),
+                "lr": base_lr * self.attention.lr_multiplier,
+                "name": "attention",
+            },
         ]
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")([g for g in groups if g["params"]])
         if not self.hparams.scheduler or "_target_" not in self.hparams.scheduler:  # scheduler=none: a constant rate

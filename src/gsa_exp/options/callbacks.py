@@ -9,6 +9,7 @@ from gsa_exp.option_schema import AtLeast, InRange, NullMeans, OneOf, Options
 from gsa_exp.options import declares
 
 PROGRESS_BAR_STYLES = ("tqdm", "rich")
+LR_INTERVALS = ("epoch", "step")  # Lightning's scheduler intervals
 
 
 @declares("callbacks", "progress_bar")
@@ -41,3 +42,11 @@ class EmaOptions(Options):
     decay: Annotated[float, InRange(0, 1, "()")]  # the average's share kept at each update
     warmup: bool  # timm's ramp: min(decay, 1 - (1 + n)^(-2/3)) at the n-th update
     every_n_steps: Annotated[int, AtLeast(1)]
+
+
+@declares("callbacks", "lr_monitor")
+@dataclass(frozen=True)
+class LearningRateMonitorOptions(Options):
+    logging_interval: Annotated[str | None, OneOf(LR_INTERVALS), NullMeans("each scheduler's own interval")]
+    log_momentum: bool
+    log_weight_decay: bool

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
@@ -16,6 +15,7 @@ from gsa_exp.errors import OptionError
 from gsa_exp.model.metrics import map_auroc
 from gsa_exp.option_schema import check_options
 from gsa_exp.options.callbacks import AttentionMapOptions, ProgressBarOptions
+from gsa_exp.tracking import log_image
 from gsa_exp.training.interpret import MapMean, map_title, write_attention_outputs
 
 DEFAULT_SAMPLES_PER_CLASS = 4
@@ -71,13 +71,13 @@ class AttentionMapMonitor(pl.Callback):
     The run's map is the shared map (global, static), or, for variants whose maps differ
     between images or batches (local; global_batch), the mean over the evaluated images
     of the maps they got (``ImageClassifier.attention_maps`` after each evaluation batch).
-    It goes to TensorBoard as ``attention/map`` every validation epoch, and is scored
+    It goes to the loggers (``gsa_exp.tracking``) as ``attention/map`` every validation epoch, and is scored
     against the region that carries the class signal when the data set knows it (the
     synthetic set): ``val/map_auroc``, ``test/map_auroc``. After testing, in
     ``output_dir``: the map of the tested weights (``attention_map.npy`` / ``.png``), the
     maps of a fixed sample of test images (``attention_samples.npz``, ``samples_per_class``
     per class) and their overlays (``attention_overlays.png``, also ``attention/overlays``
-    in TensorBoard).
+    in the loggers).
     """
 
     def __init__(self, *, output_dir: str, log_images: bool, samples_per_class: int) -> None:
@@ -147,6 +147,4 @@ class AttentionMapMonitor(pl.Callback):
 
     @rank_zero_only
     def _log_image(self, trainer: pl.Trainer, tag: str, image: Any, dataformats: str) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(tag, image, trainer.global_step, dataformats=dataformats)
+        log_image(trainer.loggers, tag, image, trainer.global_step, dataformats)

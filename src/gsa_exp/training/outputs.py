@@ -1,4 +1,5 @@
-"""Files a run leaves behind: metrics.json, the attention map as .npy and .png, TensorBoard hparams."""
+"""Files a run leaves behind: metrics.json, per-image predictions, the attention map as .npy and .png; the
+compared hyper-parameters (``flat_hparams``) that every logger gets (``gsa_exp.tracking``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
-from torch.utils.tensorboard.summary import hparams
-from torch.utils.tensorboard.writer import FileWriter
 
 from gsa_exp.durable import durable_open, save_figure, write_json, write_text
 from gsa_exp.model.classifier import ImageClassifier
@@ -148,15 +146,3 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     for key in HPARAM_KEYS:
         visit(key, OmegaConf.select(cfg, key))
     return flat
-
-
-def log_hparams_with_metrics(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Write TensorBoard's HPARAMS session for this run, listing the final metrics by their logged tags.
-
-    The metric values are the scalars already logged under those tags, so nothing is logged twice and no
-    placeholder metric appears. The session goes to an event file of its own in the logger's directory.
-    """
-    writer = FileWriter(logger.log_dir)
-    for summary in hparams(params, metrics):  # the experiment, session start and session end
-        writer.add_summary(summary)
-    writer.close()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gsa_exp.config.validation import option_errors_located, scheme_warning, validate_train_config
 from gsa_exp.durable import write_json
 from gsa_exp.run_files import METRICS_FILE, PROVENANCE_FILE
 from gsa_exp.run_state import completion
+from gsa_exp.tracking import log_artifacts, log_hparams, tracked_run
 from gsa_exp.training.builders import (
     build_callbacks,
     build_datamodule,
@@ -28,7 +28,6 @@ from gsa_exp.training.memory import explained_out_of_memory
 from gsa_exp.training.outputs import (
     add_confusion_matrix,
     flat_hparams,
-    log_hparams_with_metrics,
     scalar_metrics,
     write_split_predictions,
 )
@@ -97,29 +96,31 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
-    trainer = build_trainer(cfg, callbacks, loggers)
-    with explained_out_of_memory(cfg):
-        tune_learning_rate(cfg, trainer, model, datamodule, output_dir, resuming=resume_from is not None)
-        try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-        except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
-            raise SystemExit(128 + signal.SIGTERM) from interruption
+    with tracked_run(loggers):  # a W&B run ends with the job
+        trainer = build_trainer(cfg, callbacks, loggers)
+        with explained_out_of_memory(cfg):
+            tune_learning_rate(cfg, trainer, model, datamodule, output_dir, resuming=resume_from is not None)
+            try:
+                trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+            except SIGTERMException as interruption:  # a SystemExit with status 0: make it say "terminated"
+                raise SystemExit(128 + signal.SIGTERM) from interruption
 
-        best = best_checkpoint(trainer)
-        if best is None:
-            log.warning("No checkpoint was written; evaluating the weights at the end of training")
-        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=best)
-    metrics = scalar_metrics({**validated[0], **tested[0]})
+            best = best_checkpoint(trainer)
+            if best is None:
+                log.warning("No checkpoint was written; evaluating the weights at the end of training")
+            validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+            tested = trainer.test(model, datamodule=datamodule, ckpt_path=best)
+        metrics = scalar_metrics({**validated[0], **tested[0]})
 
-    if trainer.is_global_zero:
-        write_json(output_dir / METRICS_FILE, metrics)
-        add_confusion_matrix(output_dir / METRICS_FILE, trainer, model)  # test/confusion_matrix: counts, label names
-        write_split_predictions(trainer, model, output_dir, ("val", "test"))
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                log_hparams_with_metrics(logger, flat_hparams(cfg), metrics)
-        log.info("Best checkpoint: %s", best)
-        log.info("Metrics: %s", output_dir / METRICS_FILE)
-        log.info("Run directory: %s", output_dir)
+        if trainer.is_global_zero:
+            write_json(output_dir / METRICS_FILE, metrics)
+            add_confusion_matrix(
+                output_dir / METRICS_FILE, trainer, model
+            )  # test/confusion_matrix: counts, label names
+            write_split_predictions(trainer, model, output_dir, ("val", "test"))
+            log_hparams(trainer.loggers, flat_hparams(cfg), metrics)
+            log_artifacts(trainer.loggers, output_dir)
+            log.info("Best checkpoint: %s", best)
+            log.info("Metrics: %s", output_dir / METRICS_FILE)
+            log.info("Run directory: %s", output_dir)
     return metrics
