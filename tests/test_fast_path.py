@@ -99,7 +99,7 @@ def test_the_host_memory_line_of_a_training_run_names_the_config_path(tiny_confi
     cfg = tiny_config("performance.data_on_device=true")
     datamodule = build_datamodule(cfg.dataset)
     datamodule.setup("fit")  # 144 grey images of 32 x 32: 0.14 MB
-    model = SimpleNamespace(compiled=False, attention=SimpleNamespace(fixed_batch_size=None))
+    model = SimpleNamespace(compiled=False, neighbours=None, attention=SimpleNamespace(fixed_batch_size=None))
     configure_batches(datamodule, cfg.performance, model)  # as train.py does
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**18, 2**30))  # 0.25 MB free on "cuda:0"
     datamodule.trainer = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))

@@ -55,7 +55,8 @@ def fitted(cfg, trail: WeightTrail, ckpt_path: Path | None = None) -> tuple[pl.T
     datamodule = build_datamodule(cfg.dataset, "fit")
     model = build_model(cfg, datamodule.info)
     model.attention.prepare(*datamodule.bank_images())
-    trainer = build_trainer(cfg, [*build_callbacks(cfg), trail], loggers=False)
+    without_monitor = [c for c in build_callbacks(cfg) if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+    trainer = build_trainer(cfg, [*without_monitor, trail], loggers=False)  # no logger: no learning-rate monitor
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer, model, datamodule
 

@@ -152,15 +152,10 @@ class ImageClassifier(pl.LightningModule):
         return self.backbone(inputs)
 
     def optimize_for_speed(self, *, channels_last: bool, compile: bool, compile_mode: str = "default") -> None:
-        """The ``performance`` config: settings that change no result beyond float rounding.
+        """The ``performance`` config (no result changes beyond float rounding; docs/performance.md).
 
-        ``channels_last``: the backbone's weights and inputs in NHWC layout (tensor-core
-        convolutions without transposes). ``compile``: ``torch.compile`` of the whole
-        training loss (attention map, backbone, auxiliary heads, regulariser: one graph
-        forward and one backward, CUDA graphs with ``compile_mode=reduce-overhead``) and
-        of the eval forward behind the attention, whose map is cached in eval. Functions
-        are compiled, not modules, so parameter names and checkpoints stay as they are:
-        compiled and eager runs load each other's checkpoints.
+        Functions are compiled (the training loss as one graph, the eval forward behind the cached
+        map), not modules, so compiled and eager runs load each other's checkpoints.
         """
         self.channels_last = channels_last
         if channels_last:
@@ -184,13 +179,9 @@ class ImageClassifier(pl.LightningModule):
     def infer(self, images: Tensor) -> Tensor:
         """Main logits of any number of images, for evaluation and figures.
 
-        Also sets ``attention_maps``: the map each of these images got (N x H x W), or None
-        for variants with one shared map (``attention.shared_map()``) and without a map.
-        The attention forms the batches (``SpatialAttention.infer``): a variant that takes
-        batches of one size only (``global_batch``) evaluates every image once in a batch of
-        that size, completed with images evaluated before it; ``reset_eval_context`` starts
-        a new loop. With ``tta_flips`` (``tta`` of eval.py and predict.py) the logits are those
-        of the mean probabilities over the image and its flips (``model/tta.py``).
+        Also sets ``attention_maps`` (N x H x W; None for one shared map or none). The attention
+        forms the batches (``SpatialAttention.infer``: ``global_batch`` needs its one size).
+        ``tta_flips``: the logits of the mean probabilities over the image and its flips (``model/tta.py``).
         """
         logits = self.attention.infer(images, self._main_logits)
         maps = self.attention.last_image_maps() if isinstance(self.attention, MapReporting) else None
@@ -380,24 +371,17 @@ class ImageClassifier(pl.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        """The ``_partial_`` optimizer completed with the parameter groups, and its ``_partial_`` scheduler.
-
-        The attention's group learns at ``lr x attention.lr_multiplier``; ``scheduler_interval``
-        and ``monitor.metric`` tell Lightning when and on what the scheduler steps.
-        """
+        """The ``_partial_`` optimizer and scheduler; the attention learns at ``lr x attention.lr_multiplier``."""
         if self.neighbours is not None:
             return None  # knn: nothing to optimise
         base_lr = self.hparams.optimizer["lr"]
-        groups = [  # linear_probe: the main head is the backbone's only weight that trains
-            {
-                "params": [parameter for parameter in self.backbone.parameters() if parameter.requires_grad],
-                "name": "backbone",  # lr-Adam/backbone in the loggers
-            },
-            {
-                "params": list(self.attention.parameters()),
-                "lr": base_lr * self.attention.lr_multiplier,
-                "name": "attention",
-            },
+        trained = [
+            parameter for parameter in self.backbone.parameters() if parameter.requires_grad
+        ]  # linear_probe: the head
+        attention = list(self.attention.parameters())
+        groups = [  # named: lr-Adam/backbone, lr-Adam/attention in the loggers
+            {"params": trained, "name": "backbone"},
+            {"params": attention, "lr": base_lr * self.attention.lr_multiplier, "name": "attention"},
         ]
         optimizer = instantiate(self.hparams.optimizer, _convert_="all")([g for g in groups if g["params"]])
         if not self.hparams.scheduler or "_target_" not in self.hparams.scheduler:  # scheduler=none: a constant rate
